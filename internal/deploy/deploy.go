@@ -1,0 +1,304 @@
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"slices"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/transfer"
+)
+
+// DeployOptions are the flags of 'ferry deploy'.
+type DeployOptions struct {
+	Options
+	Message    string
+	DryRun     bool
+	KeepFailed bool
+}
+
+// HostResult is what a deploy did on one host.
+type HostResult struct {
+	Host     string         `json:"host"`
+	Previous string         `json:"previous,omitempty"`
+	Stats    transfer.Stats `json:"files"`
+	Removed  []string       `json:"removed,omitempty"`
+}
+
+// Result is the outcome of a deploy.
+type Result struct {
+	Release  string        `json:"release"`
+	DryRun   bool          `json:"dry_run,omitempty"`
+	Hosts    []*HostResult `json:"hosts"`
+	Duration time.Duration `json:"duration_ns"`
+	Plans    []*Plan       `json:"plans,omitempty"` // dry run only
+}
+
+// hostRun is the state of one host during a deploy.
+type hostRun struct {
+	*Target
+	state    *release.State
+	prevMan  *transfer.Manifest
+	plan     *transfer.Plan
+	result   *HostResult
+	prepared bool
+	swapped  bool
+}
+
+// Deploy ships cfg's source to every selected host as a new release and activates it on all
+// of them, or on none.
+func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Reporter) (*Result, error) {
+	start := time.Now()
+	if cfg.Build != nil && !opts.DryRun {
+		if err := build(ctx, cfg, rep); err != nil {
+			return nil, err
+		}
+	}
+	scanStart := time.Now()
+	src := cfg.SourceDir()
+	full, err := transfer.Scan(src, cfg.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	shared := sharedPaths(cfg)
+	manifest := full.Without(cfg.SharedPaths())
+	n, size := manifest.Files()
+	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))
+
+	targets, err := connect(cfg, opts.Hosts)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(targets)
+	if opts.DryRun {
+		return dryRun(cfg, targets, manifest, full, start)
+	}
+
+	unlock, err := lockAll(ctx, targets, opts.Options, rep)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	runs := make([]*hostRun, len(targets))
+	states := make([]*release.State, len(targets))
+	for i, t := range targets {
+		st, err := t.Root.State()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		runs[i] = &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name}}
+		states[i] = st
+	}
+	id := release.NewID(time.Now(), states...)
+	res := &Result{Release: id}
+	for _, run := range runs {
+		res.Hosts = append(res.Hosts, run.result)
+	}
+
+	// prepare: every host in parallel; nothing is swapped anywhere unless all succeed.
+	onceHost := onceTarget(targets)
+	user := release.CurrentHolder("").User
+	err = eachHost(targets, func(t *Target) error {
+		run := runs[slices.Index(targets, t)]
+		return run.prepare(ctx, cfg, opts, id, user, src, manifest, shared, t == onceHost, rep)
+	})
+	if err != nil {
+		for _, run := range runs {
+			if !run.prepared {
+				continue
+			}
+			if ferr := run.Root.Fail(id, err, opts.KeepFailed); ferr != nil {
+				rep.Warn(run.Name, fmt.Sprintf("could not remove failed release %s: %v", id, ferr))
+			} else if opts.KeepFailed {
+				rep.Warn(run.Name, fmt.Sprintf("kept the failed release for inspection: %s", run.Root.ReleaseDir(id)))
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("interrupted while preparing %s; nothing was activated: %w", id, ctx.Err())
+		}
+		return nil, fmt.Errorf("prepare %s: %w (nothing was activated)", id, err)
+	}
+
+	// activate: from here an interrupt no longer stops ferry halfway; it finishes or swaps back.
+	actx := context.WithoutCancel(ctx)
+	if err := activate(actx, runs, id, rep); err != nil {
+		return nil, err
+	}
+
+	// finish: problems here are warnings; the release stays live.
+	for _, run := range runs {
+		for _, h := range cfg.Hooks.AfterActivate {
+			if h.Once && run.Target != onceHost {
+				continue
+			}
+			hs := time.Now()
+			env := run.Root.Env(id, run.result.Previous, run.Name)
+			if err := run.Root.RunHook(actx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
+				rep.Warn(run.Name, fmt.Sprintf("after_activate %v", err))
+				continue
+			}
+			rep.Step(run.Name, "hook", h.Run, time.Since(hs))
+		}
+		cs := time.Now()
+		removed, err := run.Root.Cleanup(cfg.Keep(), "")
+		run.result.Removed = removed
+		if err != nil {
+			rep.Warn(run.Name, fmt.Sprintf("cleanup: %v", err))
+		} else if len(removed) > 0 {
+			rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(removed), "old release")), time.Since(cs))
+		}
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts DeployOptions, id, user, src string,
+	manifest *transfer.Manifest, shared []release.SharedPath, once bool, rep Reporter) error {
+	root := run.Root
+	if cur := run.state.Find(run.state.Current); cur != nil && cur.Live() {
+		if data, err := root.Manifest(cur.ID); err == nil {
+			if m, err := transfer.ParseManifest(data); err == nil {
+				run.prevMan = m
+				run.result.Previous = cur.ID
+			}
+		}
+	} else if run.state.Current != "" {
+		run.result.Previous = run.state.Current
+	}
+	if err := root.Begin(id, opts.Message, user); err != nil {
+		return err
+	}
+	run.prepared = true
+
+	// Upload: one tar stream; reused files are hard links to the previous release.
+	us := time.Now()
+	prevID := ""
+	if run.prevMan != nil {
+		prevID = run.result.Previous
+	}
+	run.plan = transfer.NewPlan(manifest, run.prevMan, prevID, cfg.Reuse)
+	stats := run.plan.Stats()
+	run.result.Stats = stats
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(run.plan.Write(pw, src, id, nil)) }()
+	if err := root.Host.Unpack(ctx, root.ReleasesDir(), pr); err != nil {
+		pr.CloseWithError(err)
+		return fmt.Errorf("upload: %w", err)
+	}
+	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
+	if stats.Reused > 0 {
+		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), prevID)
+	}
+	rep.Step(run.Name, "upload", msg, time.Since(us))
+
+	if len(shared) > 0 {
+		ss := time.Now()
+		if err := root.LinkShared(id, shared, func(m string) { rep.Warn(run.Name, m) }); err != nil {
+			return err
+		}
+		rep.Step(run.Name, "shared", fmt.Sprintf("linked %s", plural(len(shared), "shared path")), time.Since(ss))
+	}
+
+	for _, h := range cfg.Hooks.BeforeActivate {
+		if h.Once && !once {
+			continue
+		}
+		hs := time.Now()
+		env := root.Env(id, run.result.Previous, run.Name)
+		if err := root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
+			return fmt.Errorf("before_activate %w", err)
+		}
+		rep.Step(run.Name, "hook", h.Run, time.Since(hs))
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	data, err := run.plan.Manifest.Marshal()
+	if err != nil {
+		return err
+	}
+	return root.Complete(id, data)
+}
+
+// activate swaps current on every host. If any swap fails, the hosts already swapped are
+// swapped back to where they were, so no fleet is left split.
+func activate(ctx context.Context, runs []*hostRun, id string, rep Reporter) error {
+	var failed error
+	for _, run := range runs {
+		as := time.Now()
+		if err := run.Root.Activate(id, nil); err != nil {
+			failed = fmt.Errorf("%s: activate %s: %w", run.Name, id, err)
+			break
+		}
+		run.swapped = true
+		rep.Step(run.Name, "activate", "current -> releases/"+id, time.Since(as))
+	}
+	if failed == nil {
+		return nil
+	}
+	for _, run := range runs {
+		if !run.swapped || run.result.Previous == "" {
+			continue
+		}
+		if err := run.Root.RollbackTo(run.result.Previous, id, nil); err != nil {
+			rep.Warn(run.Name, fmt.Sprintf("could not swap back to %s: %v", run.result.Previous, err))
+			continue
+		}
+		rep.Step(run.Name, "rollback", "current -> releases/"+run.result.Previous, 0)
+	}
+	return failed
+}
+
+func hookOf(cfg *config.Config, h config.Hook) release.Hook {
+	timeout := time.Duration(h.Timeout)
+	if timeout == 0 {
+		timeout = time.Duration(cfg.HookTimeout)
+	}
+	return release.Hook{Script: h.Run, Timeout: timeout}
+}
+
+// onceTarget is the host that runs hooks marked once: the first with role migrate, else the first.
+func onceTarget(targets []*Target) *Target {
+	for _, t := range targets {
+		if slices.Contains(t.Roles, "migrate") {
+			return t
+		}
+	}
+	return targets[0]
+}
+
+func sharedPaths(cfg *config.Config) []release.SharedPath {
+	var out []release.SharedPath
+	for _, f := range cfg.Shared.Files {
+		out = append(out, release.SharedPath{Path: f})
+	}
+	for _, d := range cfg.Shared.Dirs {
+		out = append(out, release.SharedPath{Path: d, IsDir: true})
+	}
+	return out
+}
+
+// build runs the build command on this machine, in the config's directory.
+func build(ctx context.Context, cfg *config.Config, rep Reporter) error {
+	bs := time.Now()
+	cmd := exec.CommandContext(ctx, "sh", "-c", cfg.Build.Command)
+	cmd.Dir = cfg.Dir
+	out := &writerFunc{fn: func(p []byte) { rep.Output("local", p) }}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Env = os.Environ()
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("build %q: %w", cfg.Build.Command, err)
+	}
+	rep.Step("local", "build", cfg.Build.Command, time.Since(bs))
+	return nil
+}
+
+type writerFunc struct{ fn func([]byte) }
+
+func (w *writerFunc) Write(p []byte) (int, error) { w.fn(p); return len(p), nil }

@@ -1,0 +1,80 @@
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/transfer"
+)
+
+// Plan is what a dry run would do on one host.
+type Plan struct {
+	Host     string         `json:"host"`
+	Root     string         `json:"root"`
+	NewRoot  bool           `json:"new_root,omitempty"`
+	Release  string         `json:"release"`
+	Previous string         `json:"previous,omitempty"`
+	Stats    transfer.Stats `json:"files"`
+	Shared   []string       `json:"shared,omitempty"`
+	Seed     []string       `json:"seed,omitempty"`
+	Hooks    []string       `json:"hooks,omitempty"`
+	Removes  []string       `json:"removes,omitempty"`
+	Locked   string         `json:"locked_by,omitempty"`
+}
+
+// dryRun reads each host's state, touching nothing, and returns the plan in the result.
+func dryRun(cfg *config.Config, targets []*Target, manifest, full *transfer.Manifest, start time.Time) (*Result, error) {
+	res := &Result{DryRun: true}
+	var plans []*Plan
+	var states []*release.State
+	for _, t := range targets {
+		p := &Plan{Host: t.Name, Root: t.Root.Dir}
+		if _, err := t.Root.Host.Lstat(t.Root.Dir); errors.Is(err, fs.ErrNotExist) {
+			p.NewRoot = true
+		}
+		st, err := t.Root.State()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		if h, err := t.Root.Holder(); err == nil && h != nil {
+			p.Locked = h.String()
+		}
+		var prev *transfer.Manifest
+		if cur := st.Find(st.Current); cur != nil && cur.Live() {
+			if data, err := t.Root.Manifest(cur.ID); err == nil {
+				prev, _ = transfer.ParseManifest(data)
+				p.Previous = cur.ID
+			}
+		}
+		p.Stats = transfer.NewPlan(manifest, prev, p.Previous, cfg.Reuse).Stats()
+		for _, sp := range cfg.SharedPaths() {
+			if _, err := t.Root.Host.Lstat(t.Root.SharedDir() + "/" + sp); errors.Is(err, fs.ErrNotExist) && full.Has(sp) {
+				p.Seed = append(p.Seed, sp)
+			}
+			p.Shared = append(p.Shared, sp)
+		}
+		for _, h := range cfg.Hooks.BeforeActivate {
+			p.Hooks = append(p.Hooks, h.Run)
+		}
+		plans = append(plans, p)
+		states = append(states, st)
+	}
+	id := release.NewID(time.Now(), states...)
+	res.Release = id
+	for i, p := range plans {
+		p.Release = id
+		// Cleanup as it would run after activation: the new release complete and current.
+		st := *states[i]
+		st.Releases = append(append([]*release.Release(nil), st.Releases...), &release.Release{ID: id, Status: release.StatusComplete, Exists: true})
+		st.Current = id
+		p.Removes = st.Removable(cfg.Keep(), "")
+		res.Hosts = append(res.Hosts, &HostResult{Host: p.Host, Previous: p.Previous, Stats: p.Stats, Removed: p.Removes})
+		res.Plans = append(res.Plans, p)
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}

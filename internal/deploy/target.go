@@ -1,0 +1,128 @@
+// Package deploy runs ferry's commands across the hosts of a config: it connects, locks every
+// host, prepares releases, activates them together, rolls back on failure, cleans up, and reports
+// each step through a Reporter. It holds no layout logic of its own (that is package release)
+// and prints nothing itself (that is package cli).
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/release"
+)
+
+// ErrUnsupported marks a configuration this build of ferry cannot act on yet.
+var ErrUnsupported = errors.New("not supported")
+
+// Reporter receives what happens, host by host. Implementations must be safe for concurrent use.
+type Reporter interface {
+	// Step reports a finished step of a host, with how long it took.
+	Step(host, step, msg string, took time.Duration)
+	// Warn reports something the user should know that did not stop the run.
+	Warn(host, msg string)
+	// Output is raw output of a hook or service command.
+	Output(host string, p []byte)
+}
+
+// Target is one host of the config, connected, with its root.
+type Target struct {
+	Name  string
+	Roles []string
+	Root  *release.Root
+}
+
+// Options common to the commands.
+type Options struct {
+	Hosts    []string      // limit to these host names; empty: all
+	LockWait time.Duration // how long to wait for another run's lock
+	Command  string        // recorded in the lock
+}
+
+// connect opens every selected host of cfg.
+func connect(cfg *config.Config, only []string) ([]*Target, error) {
+	var targets []*Target
+	for _, hc := range cfg.Hosts {
+		name := hc.DisplayName()
+		if len(only) > 0 && !slices.Contains(only, name) {
+			continue
+		}
+		if !hc.Local {
+			closeAll(targets)
+			return nil, fmt.Errorf("host %q: ssh hosts are not supported yet: %w", name, ErrUnsupported)
+		}
+		root := cfg.Root
+		if hc.Root != "" {
+			root = hc.Root
+		}
+		targets = append(targets, &Target{Name: name, Roles: hc.Roles, Root: release.New(host.NewLocal(), root)})
+	}
+	if len(targets) == 0 {
+		var names []string
+		for _, hc := range cfg.Hosts {
+			names = append(names, hc.DisplayName())
+		}
+		return nil, fmt.Errorf("no host matches --host %s (hosts: %s): %w", strings.Join(only, ","), strings.Join(names, ", "), config.ErrConfig)
+	}
+	return targets, nil
+}
+
+func closeAll(targets []*Target) {
+	for _, t := range targets {
+		_ = t.Root.Host.Close()
+	}
+}
+
+// lockAll takes the lock on every target, or on none: if one host is locked, the locks already
+// taken are released and the error names the holder.
+func lockAll(ctx context.Context, targets []*Target, opts Options, rep Reporter) (unlock func(), err error) {
+	me := release.CurrentHolder(opts.Command)
+	var unlocks []func() error
+	release := func() {
+		for _, u := range unlocks {
+			_ = u()
+		}
+	}
+	for _, t := range targets {
+		start := time.Now()
+		if err := t.Root.EnsureLayout(); err != nil {
+			release()
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		u, err := t.Root.Lock(ctx, me, opts.LockWait, func(msg string) { rep.Warn(t.Name, msg) })
+		if err != nil {
+			release()
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		unlocks = append(unlocks, u)
+		if err := t.Root.Recover(func(msg string) { rep.Warn(t.Name, msg) }); err != nil {
+			release()
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		if took := time.Since(start); took > time.Second {
+			rep.Step(t.Name, "lock", "acquired after waiting", took)
+		}
+	}
+	return release, nil
+}
+
+// eachHost runs fn for every target in parallel and joins the errors, each prefixed by host.
+func eachHost(targets []*Target, fn func(t *Target) error) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(targets))
+	for i, t := range targets {
+		wg.Go(func() {
+			if err := fn(t); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", t.Name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}

@@ -1,0 +1,233 @@
+package release
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+)
+
+// Event types of the log.
+const (
+	EventPrepare  = "prepare"  // a release directory is about to be created
+	EventComplete = "complete" // upload, shared links and before_activate hooks succeeded
+	EventFailed   = "failed"   // preparing the release failed
+	EventActivate = "activate" // current now points at the release
+	EventRollback = "rollback" // current now points at the release; From is marked bad
+	EventRemoved  = "removed"  // the release directory was removed
+)
+
+// Event is one line of <root>/.ferry/log.jsonl.
+type Event struct {
+	Time    time.Time         `json:"time"`
+	Type    string            `json:"event"`
+	Release string            `json:"release"`
+	From    string            `json:"from,omitempty"`
+	Message string            `json:"message,omitempty"`
+	User    string            `json:"user,omitempty"`
+	Error   string            `json:"error,omitempty"`
+	Shared  map[string]string `json:"shared,omitempty"`
+}
+
+// appendEvent adds ev to the log and syncs it. A line torn by a crash is closed first, so the
+// new event starts on a line of its own.
+func (r *Root) appendEvent(ev Event) error {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now().UTC()
+	}
+	line, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	if data, err := r.Host.ReadFile(r.logPath()); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
+		line = append([]byte("\n"), line...)
+	}
+	if err := r.Host.AppendFile(r.logPath(), line); err != nil {
+		return fmt.Errorf("write log: %w", err)
+	}
+	return nil
+}
+
+// ReadLog returns every event in the order written. A line that does not parse (torn by a crash
+// mid-write) is skipped.
+func (r *Root) ReadLog() ([]Event, error) {
+	data, err := r.Host.ReadFile(r.logPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read log: %w", err)
+	}
+	var events []Event
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		var ev Event
+		if len(bytes.TrimSpace(line)) == 0 || json.Unmarshal(line, &ev) != nil || ev.Release == "" {
+			continue
+		}
+		events = append(events, ev)
+	}
+	return events, nil
+}
+
+// Status of a release as the log tells it.
+type Status string
+
+// Statuses.
+const (
+	StatusPreparing Status = "incomplete"
+	StatusComplete  Status = "complete"
+	StatusFailed    Status = "failed"
+	StatusRemoved   Status = "removed"
+)
+
+// Release is what ferry knows of one release.
+type Release struct {
+	ID        string    `json:"id"`
+	Prepared  time.Time `json:"time"`
+	Status    Status    `json:"status"`
+	Bad       bool      `json:"bad,omitempty"`
+	Current   bool      `json:"current,omitempty"`
+	Exists    bool      `json:"exists"`
+	Message   string    `json:"message,omitempty"`
+	User      string    `json:"user,omitempty"`
+	Activated time.Time `json:"activated,omitzero"`
+	Error     string    `json:"error,omitempty"`
+	// Shared holds the hashes of shared files at the release's last activation.
+	Shared map[string]string `json:"-"`
+}
+
+// State is the view of a root: releases in the order they were prepared (the log's order,
+// never directory mtimes), where current points, and what does not belong.
+type State struct {
+	Releases []*Release
+	Current  string   // release id current points at; "" when there is none
+	Unknown  []string // directories in releases/ that the log does not know
+	// LastShared holds the hashes of shared files at the last activation.
+	LastShared map[string]string
+}
+
+// State reads the log, the releases directory and the current link.
+func (r *Root) State() (*State, error) {
+	events, err := r.ReadLog()
+	if err != nil {
+		return nil, err
+	}
+	st := &State{}
+	byID := map[string]*Release{}
+	for _, ev := range events {
+		rel := byID[ev.Release]
+		if rel == nil {
+			rel = &Release{ID: ev.Release, Prepared: ev.Time, Status: StatusPreparing}
+			byID[ev.Release] = rel
+			st.Releases = append(st.Releases, rel)
+		}
+		switch ev.Type {
+		case EventPrepare:
+			rel.Message, rel.User = ev.Message, ev.User
+		case EventComplete:
+			rel.Status = StatusComplete
+		case EventFailed:
+			rel.Status, rel.Error = StatusFailed, ev.Error
+		case EventActivate, EventRollback:
+			rel.Activated, rel.Bad = ev.Time, false
+			rel.Shared = ev.Shared
+			st.LastShared = ev.Shared
+			if ev.Type == EventRollback && ev.From != "" && byID[ev.From] != nil {
+				byID[ev.From].Bad = true
+			}
+		case EventRemoved:
+			rel.Status = StatusRemoved
+		}
+	}
+	entries, err := r.Host.ReadDir(r.releasesDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if rel := byID[e.Name()]; rel != nil {
+			rel.Exists = true
+		} else if e.IsDir() {
+			st.Unknown = append(st.Unknown, e.Name())
+		}
+	}
+	for _, rel := range st.Releases {
+		if rel.Status == StatusRemoved && rel.Exists {
+			// Removed from the log's point of view but the rename did not happen: treat it as
+			// leftover of an interrupted cleanup.
+			rel.Status = StatusPreparing
+		}
+	}
+	if target, err := r.Host.Readlink(r.currentPath()); err == nil {
+		st.Current = releaseOfLink(target, r.releasesDir())
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrInvalid) {
+		return nil, fmt.Errorf("read current: %w", err)
+	}
+	for _, rel := range st.Releases {
+		rel.Current = rel.ID == st.Current
+	}
+	return st, nil
+}
+
+// releaseOfLink returns the release id that a current link target names: "releases/<id>" as ferry
+// writes it, or an absolute path into releases/ as the article's script writes it.
+func releaseOfLink(target, releasesDir string) string {
+	target = strings.TrimSuffix(target, "/")
+	if dir, id := path.Split(target); id != "" {
+		dir = strings.TrimSuffix(dir, "/")
+		if dir == "releases" || dir == releasesDir {
+			return id
+		}
+	}
+	return ""
+}
+
+// Find returns the release with id, or nil.
+func (s *State) Find(id string) *Release {
+	for _, rel := range s.Releases {
+		if rel.ID == id {
+			return rel
+		}
+	}
+	return nil
+}
+
+// Live reports whether rel can be activated: complete and still on disk.
+func (rel *Release) Live() bool { return rel.Status == StatusComplete && rel.Exists }
+
+// RollbackTarget is the newest complete release prepared before current that is not marked bad.
+func (s *State) RollbackTarget() (*Release, error) {
+	if s.Current == "" {
+		return nil, errors.New("there is no current release to roll back from")
+	}
+	idx := -1
+	for i, rel := range s.Releases {
+		if rel.ID == s.Current {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return nil, fmt.Errorf("current points at %s, which ferry did not deploy", s.Current)
+	}
+	for i := idx - 1; i >= 0; i-- {
+		if rel := s.Releases[i]; rel.Live() && !rel.Bad {
+			return rel, nil
+		}
+	}
+	return nil, fmt.Errorf("no earlier complete release to roll back to from %s", s.Current)
+}
+
+// Incomplete lists releases whose preparation never finished and whose directory remains.
+func (s *State) Incomplete() []*Release {
+	var out []*Release
+	for _, rel := range s.Releases {
+		if rel.Status == StatusPreparing && rel.Exists {
+			out = append(out, rel)
+		}
+	}
+	return out
+}

@@ -1,0 +1,156 @@
+// Package transfer owns what a release holds and how it gets to a host: it scans a build into a
+// manifest (path, type, size, mode, hash of every entry), decides against the previous release's
+// manifest which files must cross the wire and which the host can reuse, and writes the tar
+// stream that carries both. It knows nothing of release ids' meaning, locks or the CLI.
+package transfer
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Entry types.
+const (
+	TypeFile    = "file"
+	TypeDir     = "dir"
+	TypeSymlink = "symlink"
+)
+
+// Entry is one path of a release.
+type Entry struct {
+	Path   string      // slash-separated, relative to the release
+	Type   string      // TypeFile, TypeDir or TypeSymlink
+	Size   int64       // files only
+	Mode   fs.FileMode // permission bits (and setuid/setgid/sticky)
+	Hash   string      // hex SHA-256 of a file's content
+	Target string      // a symlink's target
+	MTime  int64       // modification time, Unix seconds
+}
+
+// Manifest lists every entry of a release in lexical path order.
+type Manifest struct {
+	Entries []Entry
+}
+
+// jsonEntry is Entry on disk. Paths that are not valid UTF-8 (legal in Unix file names) cannot
+// round-trip through a JSON string, so they are stored base64-encoded instead.
+type jsonEntry struct {
+	Path      string `json:"path,omitempty"`
+	PathB64   string `json:"path_b64,omitempty"`
+	Type      string `json:"type"`
+	Size      int64  `json:"size,omitempty"`
+	Mode      uint32 `json:"mode"`
+	Hash      string `json:"sha256,omitempty"`
+	Target    string `json:"target,omitempty"`
+	TargetB64 string `json:"target_b64,omitempty"`
+	MTime     int64  `json:"mtime,omitempty"`
+}
+
+// Marshal encodes m as JSON, one entry a line so that diffs of manifests stay readable.
+func (m *Manifest) Marshal() ([]byte, error) {
+	var b strings.Builder
+	b.WriteString("{\"entries\":[\n")
+	for i, e := range m.Entries {
+		je := jsonEntry{Type: e.Type, Size: e.Size, Mode: uint32(e.Mode), Hash: e.Hash, MTime: e.MTime}
+		je.Path, je.PathB64 = encodeName(e.Path)
+		je.Target, je.TargetB64 = encodeName(e.Target)
+		line, err := json.Marshal(je)
+		if err != nil {
+			return nil, err
+		}
+		b.Write(line)
+		if i < len(m.Entries)-1 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('\n')
+	}
+	b.WriteString("]}\n")
+	return []byte(b.String()), nil
+}
+
+// ParseManifest decodes what Marshal wrote.
+func ParseManifest(data []byte) (*Manifest, error) {
+	var raw struct {
+		Entries []jsonEntry `json:"entries"`
+	}
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("parse manifest: %w", err)
+	}
+	m := &Manifest{Entries: make([]Entry, 0, len(raw.Entries))}
+	for _, je := range raw.Entries {
+		p, err := decodeName(je.Path, je.PathB64)
+		if err != nil {
+			return nil, err
+		}
+		t, err := decodeName(je.Target, je.TargetB64)
+		if err != nil {
+			return nil, err
+		}
+		m.Entries = append(m.Entries, Entry{Path: p, Type: je.Type, Size: je.Size, Mode: fs.FileMode(je.Mode),
+			Hash: je.Hash, Target: t, MTime: je.MTime})
+	}
+	return m, nil
+}
+
+func encodeName(s string) (plain, b64 string) {
+	if utf8.ValidString(s) {
+		return s, ""
+	}
+	return "", base64.StdEncoding.EncodeToString([]byte(s))
+}
+
+func decodeName(plain, b64 string) (string, error) {
+	if b64 == "" {
+		return plain, nil
+	}
+	b, err := base64.StdEncoding.DecodeString(b64)
+	if err != nil {
+		return "", fmt.Errorf("parse manifest: bad base64 name: %w", err)
+	}
+	return string(b), nil
+}
+
+// Index maps each path to its entry.
+func (m *Manifest) Index() map[string]*Entry {
+	idx := make(map[string]*Entry, len(m.Entries))
+	for i := range m.Entries {
+		idx[m.Entries[i].Path] = &m.Entries[i]
+	}
+	return idx
+}
+
+// Without returns m less the given paths and everything below them.
+func (m *Manifest) Without(paths []string) *Manifest {
+	out := &Manifest{Entries: make([]Entry, 0, len(m.Entries))}
+	for _, e := range m.Entries {
+		if !slices.ContainsFunc(paths, func(p string) bool { return under(e.Path, p) }) {
+			out.Entries = append(out.Entries, e)
+		}
+	}
+	return out
+}
+
+// Has reports whether m holds p or anything below it.
+func (m *Manifest) Has(p string) bool {
+	return slices.ContainsFunc(m.Entries, func(e Entry) bool { return under(e.Path, p) })
+}
+
+// Files counts the regular files of m and their total size.
+func (m *Manifest) Files() (n int, size int64) {
+	for _, e := range m.Entries {
+		if e.Type == TypeFile {
+			n++
+			size += e.Size
+		}
+	}
+	return n, size
+}
+
+func under(p, base string) bool {
+	return p == base || strings.HasPrefix(p, base+"/")
+}
