@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/user"
 	"syscall"
 	"time"
 )
@@ -47,11 +48,14 @@ func (e *LockedError) Unwrap() error { return ErrLocked }
 // CurrentHolder describes this process as a lock holder.
 func CurrentHolder(command string) Holder {
 	hostname, _ := os.Hostname()
-	user := os.Getenv("USER")
-	if user == "" {
-		user = fmt.Sprint(os.Getuid())
+	name := os.Getenv("USER")
+	if u, err := user.Current(); err == nil && name == "" {
+		name = u.Username
 	}
-	return Holder{User: user, Host: hostname, PID: os.Getpid(), Time: time.Now().UTC(), Command: command}
+	if name == "" {
+		name = fmt.Sprint(os.Getuid())
+	}
+	return Holder{User: name, Host: hostname, PID: os.Getpid(), Time: time.Now().UTC(), Command: command}
 }
 
 // Lock takes the root's lock for me. The lock file is created atomically with its content, so

@@ -20,7 +20,7 @@ const (
 
 // Plan says, for each file of a new release, whether it crosses the wire or is reused.
 type Plan struct {
-	Manifest *Manifest      // the new release; linked entries carry the previous release's mtime
+	Manifest *Manifest       // the new release; linked entries carry the previous release's mtime
 	Reused   map[string]bool // paths hard-linked from the previous release
 	Previous string          // id of the release files are linked from
 }

@@ -1,0 +1,161 @@
+// Package cli is ferry's command line: one file per command, each building a cobra command that
+// parses flags and calls into package deploy, then prints the result. Everything for people goes
+// to stderr as "ferry: error: …", "ferry: warning: …", "ferry: hint: …"; machine output (--json,
+// tables) goes to stdout. Errors are mapped to exit codes in one place, exitCode.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/deploy"
+	"github.com/ferry-deploy/ferry/internal/release"
+)
+
+// Exit codes (DESIGN §7).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+	exitLocked = 3
+)
+
+const exitStatusHelp = `
+EXIT STATUS
+  0  done
+  1  failed (rolled back or untouched, as reported)
+  2  usage or config error; nothing was changed
+  3  locked by another run; nothing was changed`
+
+// globals are the flags every command has.
+type globals struct {
+	config  string
+	hosts   []string
+	json    bool
+	quiet   bool
+	verbose bool
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+// errUsage marks errors in the command line itself.
+var errUsage = errors.New("usage error")
+
+// Main runs ferry with args and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "ferry",
+		Short:         "Zero-downtime deploys without Kubernetes",
+		Long:          "ferry ships a build to one host or a fleet as a new release, swaps current atomically,\nand keeps shared state, rollback and cleanup right." + exitStatusHelp,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", err, errUsage) })
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.config, "config", "c", "ferry.yaml", "config file")
+	pf.StringSliceVar(&g.hosts, "host", nil, "limit to these hosts (by name; repeat or comma-separate)")
+	pf.BoolVar(&g.json, "json", false, "machine-readable output on stdout")
+	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only warnings and errors")
+	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print more detail")
+	root.AddCommand(
+		newInitCmd(g), newDeployCmd(g), newRollbackCmd(g), newReleasesCmd(g), newStatusCmd(g),
+		newCleanupCmd(g), newUnlockCmd(g), newVersionCmd(g),
+	)
+	for _, c := range root.Commands() {
+		c.Args = wrapArgs(c.Args)
+	}
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	printError(stderr, err)
+	return exitCode(err)
+}
+
+// wrapArgs marks a wrong number of arguments as a usage error.
+func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
+	if check == nil {
+		check = cobra.NoArgs
+	}
+	return func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd, args); err != nil {
+			return fmt.Errorf("%w: %w", err, errUsage)
+		}
+		return nil
+	}
+}
+
+// exitCode maps an error to ferry's exit status. It is the only place that does.
+func exitCode(err error) int {
+	switch {
+	case errors.Is(err, release.ErrLocked):
+		return exitLocked
+	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage), errors.Is(err, deploy.ErrUnsupported):
+		return exitUsage
+	default:
+		return exitFailed
+	}
+}
+
+func printError(w io.Writer, err error) {
+	msg := err.Error()
+	if strings.Contains(msg, "unknown command") || strings.Contains(msg, "unknown flag") {
+		msg = strings.TrimSuffix(strings.TrimSuffix(msg, ": usage error"), ": "+errUsage.Error())
+	}
+	msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
+	msg = strings.TrimSuffix(msg, ": "+config.ErrConfig.Error())
+	msg = strings.TrimSuffix(msg, ": "+deploy.ErrUnsupported.Error())
+	msg = strings.TrimSuffix(msg, ": "+deploy.ErrNothingToDo.Error())
+	fmt.Fprintf(w, "ferry: error: %s\n", msg)
+	if hint := hintFor(err); hint != "" {
+		fmt.Fprintf(w, "ferry: hint: %s\n", hint)
+	}
+}
+
+func hintFor(err error) string {
+	var he *release.HintError
+	var le *release.LockedError
+	var ce *config.Error
+	switch {
+	case errors.As(err, &he):
+		return he.Hint
+	case errors.As(err, &le):
+		return "wait for that run, queue behind it with --lock-wait 2m, or run 'ferry unlock' if it is gone"
+	case errors.Is(err, deploy.ErrUnsupported):
+		return "deploy with a local host for now; SSH hosts come in a later version"
+	case errors.As(err, &ce) && strings.Contains(ce.Msg, "ferry init"):
+		return "run 'ferry init' to write a commented ferry.yaml"
+	case errors.Is(err, errUsage):
+		return "run 'ferry --help' for usage"
+	}
+	return ""
+}
+
+// load reads the config named by --config.
+func (g *globals) load() (*config.Config, error) {
+	return config.Load(g.config)
+}
+
+// options builds the options every command shares.
+func (g *globals) options(cmd *cobra.Command) deploy.Options {
+	return deploy.Options{Hosts: g.hosts, Command: "ferry " + cmd.Name()}
+}
+
+func (g *globals) warnf(format string, args ...any) {
+	fmt.Fprintf(g.stderr, "ferry: warning: "+format+"\n", args...)
+}

@@ -1,0 +1,103 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-deploy/ferry/internal/deploy"
+)
+
+func newDeployCmd(g *globals) *cobra.Command {
+	var opts deploy.DeployOptions
+	cmd := &cobra.Command{
+		Use:   "deploy",
+		Short: "Ship the source as a new release and activate it",
+		Long: `Ship the source as a new release and activate it.
+
+Phases: lock every host; prepare the release (upload only what changed, link shared
+paths, run before_activate hooks); swap current on every host; run after_activate
+hooks; clean up old releases. A failure before the swap changes no host's current.` + exitStatusHelp,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			opts.Options.Hosts, opts.Options.Command = g.hosts, "ferry deploy"
+			rep := newReporter(g)
+			res, err := deploy.Deploy(cmd.Context(), cfg, opts, rep)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(g, res)
+			}
+			if res.DryRun {
+				printPlan(g, res)
+				return nil
+			}
+			if !g.quiet {
+				fmt.Fprintf(g.stderr, "ferry: deployed %s to %s in %s\n", res.Release, hostList(res), round(res.Duration))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&opts.Message, "message", "m", "", "note recorded with the release in the log")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan and touch nothing")
+	f.BoolVar(&opts.KeepFailed, "keep-failed", false, "keep a release that failed to prepare, for inspection")
+	f.DurationVar(&opts.LockWait, "lock-wait", 0, "wait this long for another run's lock (e.g. 2m)")
+	return cmd
+}
+
+func hostList(res *deploy.Result) string {
+	var names []string
+	for _, h := range res.Hosts {
+		names = append(names, h.Host)
+	}
+	return strings.Join(names, ", ")
+}
+
+func printPlan(g *globals, res *deploy.Result) {
+	w := g.stdout
+	fmt.Fprintf(w, "dry run: nothing was changed\n")
+	for _, p := range res.Plans {
+		fmt.Fprintf(w, "%s: %s\n", p.Host, p.Root)
+		if p.NewRoot {
+			fmt.Fprintf(w, "  root does not exist yet; it would be created\n")
+		}
+		if p.Locked != "" {
+			fmt.Fprintf(w, "  locked by %s: the deploy would wait or fail\n", p.Locked)
+		}
+		fmt.Fprintf(w, "  release   %s (current: %s)\n", p.Release, orNone(p.Previous))
+		fmt.Fprintf(w, "  upload    %d files, %d to send (%d bytes), %d reused\n", p.Stats.Files, p.Stats.Sent, p.Stats.SentBytes, p.Stats.Reused)
+		for _, s := range p.Shared {
+			fmt.Fprintf(w, "  shared    %s\n", s)
+		}
+		for _, s := range p.Seed {
+			fmt.Fprintf(w, "  seed      shared/%s from the build\n", s)
+		}
+		for _, h := range p.Hooks {
+			fmt.Fprintf(w, "  hook      %s\n", h)
+		}
+		fmt.Fprintf(w, "  activate  current -> releases/%s\n", p.Release)
+		for _, id := range p.Removes {
+			fmt.Fprintf(w, "  cleanup   remove %s\n", id)
+		}
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func writeJSON(g *globals, v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,84 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// initTemplate is the commented ferry.yaml that 'ferry init' writes. Every key ferry knows is
+// in it, so it doubles as the reference.
+const initTemplate = `# ferry.yaml: what to ship and where. Every key is listed; the commented ones are optional.
+app: example.com
+root: /srv/www/example.com     # on each host: releases/, shared/, current and .ferry/ live here
+source: ./build                # the directory to ship
+# build:                       # or build it first, on this machine, and ship its output
+#   command: npm ci && npm run build
+#   output: dist
+exclude: [.git, "*.log"]       # gitignore-style: "name" at any depth, "/dir" from the top, "dir/" dirs only
+keep_releases: 5               # complete releases kept by cleanup (the current and the rollback target always are)
+shared:                        # state that outlives releases: linked from <root>/shared into every release
+  files: [.env]
+  dirs: [public/uploads, storage]
+reuse: link                    # files unchanged since the previous release: link (hard link) | copy | none
+# assets: [public/build]       # fingerprinted assets kept reachable for one more release
+hosts:
+  - local                      # this machine
+# - ssh: deploy@web1.example.com:22
+#   roles: [web, migrate]
+#   root: /var/www/example.com # a host may override root
+hooks:
+  before_activate:             # run in the new release before the swap; a failure aborts the deploy
+    - run: echo "preparing $FERRY_RELEASE"
+      timeout: 5m
+#   - run: php artisan migrate --force
+#     once: true               # on one host only: the first with role migrate
+  after_activate: []           # run after the swap; a failure is a warning
+# hook_timeout: 10m            # default timeout of a hook
+# services:                    # run after every swap (deploy and rollback)
+#   - name: php-fpm
+#     reload: sudo systemctl reload php8.2-fpm
+#     restart: sudo systemctl restart php8.2-fpm   # used when a shared file (.env) changed
+# health:
+#   url: http://127.0.0.1/healthz
+#   expect_status: 200
+#   contains: "{{release}}"
+#   timeout: 30s
+`
+
+func newInitCmd(g *globals) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Write a commented ferry.yaml",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+			if force {
+				flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+			}
+			f, err := os.OpenFile(g.config, flags, 0o644)
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%s exists; pass --force to overwrite it: %w", g.config, errUsage)
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := f.WriteString(initTemplate); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			if !g.quiet {
+				fmt.Fprintf(g.stderr, "ferry: wrote %s; set root and source, then run 'ferry deploy --dry-run'\n", g.config)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&force, "force", false, "overwrite an existing file")
+	return cmd
+}

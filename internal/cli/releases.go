@@ -1,0 +1,65 @@
+package cli
+
+import (
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-deploy/ferry/internal/deploy"
+	"github.com/ferry-deploy/ferry/internal/release"
+)
+
+func newReleasesCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "releases",
+		Short: "List the releases on each host, oldest first",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			hosts, err := deploy.Status(cfg, g.options(cmd))
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(g, hosts)
+			}
+			for i, h := range hosts {
+				if len(hosts) > 1 {
+					if i > 0 {
+						fmt.Fprintln(g.stdout)
+					}
+					fmt.Fprintf(g.stdout, "%s:\n", h.Host)
+				}
+				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "  \tRELEASE\tDEPLOYED (UTC)\tSTATUS\tMESSAGE")
+				for _, rel := range h.Releases {
+					mark := ""
+					if rel.Current {
+						mark = "*"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, rel.ID, rel.Prepared.UTC().Format("2006-01-02 15:04:05"), statusWord(rel, h), rel.Message)
+				}
+				tw.Flush()
+				if len(h.Releases) == 0 {
+					fmt.Fprintf(g.stdout, "  no releases yet\n")
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func statusWord(rel *release.Release, h *deploy.HostStatus) string {
+	switch {
+	case rel.Current:
+		return "current"
+	case rel.Bad:
+		return "bad (rolled back)"
+	case rel.ID == h.Rollback:
+		return "rollback target"
+	}
+	return string(rel.Status)
+}

@@ -1,0 +1,52 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferry-deploy/ferry/internal/deploy"
+)
+
+func newStatusCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the current release, the lock and leftovers on each host",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			hosts, err := deploy.Status(cfg, g.options(cmd))
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return writeJSON(g, hosts)
+			}
+			for _, h := range hosts {
+				w := g.stdout
+				fmt.Fprintf(w, "%s: %s\n", h.Host, h.Root)
+				fmt.Fprintf(w, "  current     %s\n", orNone(h.Current))
+				fmt.Fprintf(w, "  rollback    %s\n", orNone(h.Rollback))
+				fmt.Fprintf(w, "  releases    %d\n", len(h.Releases))
+				switch {
+				case h.Lock == nil:
+					fmt.Fprintf(w, "  lock        free\n")
+				case h.LockStale:
+					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", h.Lock)
+				default:
+					fmt.Fprintf(w, "  lock        held by %s\n", h.Lock)
+				}
+				if len(h.Incomplete) > 0 {
+					fmt.Fprintf(w, "  incomplete  %s (removed by the next deploy or cleanup)\n", strings.Join(h.Incomplete, ", "))
+				}
+				if len(h.Unknown) > 0 {
+					fmt.Fprintf(w, "  unknown     %s (not deployed by ferry; left alone)\n", strings.Join(h.Unknown, ", "))
+				}
+			}
+			return nil
+		},
+	}
+}
