@@ -66,8 +66,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return nil, err
 	}
 	shared := sharedPaths(cfg)
-	manifest := full.Without(cfg.SharedPaths())
-	n, size := manifest.Files()
+	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))
 
 	targets, err := connect(cfg, opts.Hosts)
@@ -76,7 +75,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	}
 	defer closeAll(targets)
 	if opts.DryRun {
-		return dryRun(cfg, targets, manifest, full, start)
+		return dryRun(cfg, targets, full, start)
 	}
 
 	unlock, err := lockAll(ctx, targets, opts.Options, rep)
@@ -106,7 +105,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	user := release.CurrentHolder("").User
 	err = eachHost(targets, func(t *Target) error {
 		run := runs[slices.Index(targets, t)]
-		return run.prepare(ctx, cfg, opts, id, user, src, manifest, shared, t == onceHost, rep)
+		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, t == onceHost, rep)
 	})
 	if err != nil {
 		for _, run := range runs {
@@ -159,8 +158,20 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 }
 
 func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts DeployOptions, id, user, src string,
-	manifest *transfer.Manifest, shared []release.SharedPath, once bool, rep Reporter) error {
+	full *transfer.Manifest, shared []release.SharedPath, once bool, rep Reporter) error {
 	root := run.Root
+	// Shared paths already in shared/ win over the build: their build copies are not sent. The
+	// others are sent so that LinkShared can seed shared/ from them.
+	existing, err := root.SharedExisting(shared)
+	if err != nil {
+		return err
+	}
+	for _, p := range existing {
+		if full.Has(p) {
+			rep.Warn(run.Name, fmt.Sprintf("the build ships %s, but shared/%s exists and wins; remove it from the build", p, p))
+		}
+	}
+	manifest := full.Without(existing)
 	if cur := run.state.Find(run.state.Current); cur != nil && cur.Live() {
 		if data, err := root.Manifest(cur.ID); err == nil {
 			if m, err := transfer.ParseManifest(data); err == nil {
@@ -219,7 +230,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := run.plan.Manifest.Marshal()
+	data, err := run.plan.Manifest.Without(cfg.SharedPaths()).Marshal()
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -27,7 +28,7 @@ type Plan struct {
 }
 
 // dryRun reads each host's state, touching nothing, and returns the plan in the result.
-func dryRun(cfg *config.Config, targets []*Target, manifest, full *transfer.Manifest, start time.Time) (*Result, error) {
+func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, start time.Time) (*Result, error) {
 	res := &Result{DryRun: true}
 	var plans []*Plan
 	var states []*release.State
@@ -50,9 +51,13 @@ func dryRun(cfg *config.Config, targets []*Target, manifest, full *transfer.Mani
 				p.Previous = cur.ID
 			}
 		}
-		p.Stats = transfer.NewPlan(manifest, prev, p.Previous, cfg.Reuse).Stats()
+		existing, err := t.Root.SharedExisting(sharedPaths(cfg))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		p.Stats = transfer.NewPlan(full.Without(existing), prev, p.Previous, cfg.Reuse).Stats()
 		for _, sp := range cfg.SharedPaths() {
-			if _, err := t.Root.Host.Lstat(t.Root.SharedDir() + "/" + sp); errors.Is(err, fs.ErrNotExist) && full.Has(sp) {
+			if !slices.Contains(existing, sp) && full.Has(sp) {
 				p.Seed = append(p.Seed, sp)
 			}
 			p.Shared = append(p.Shared, sp)

@@ -88,6 +88,20 @@ func (r *Root) LinkShared(id string, paths []SharedPath, warn func(string)) erro
 	return nil
 }
 
+// SharedExisting returns the shared paths that already exist in shared/.
+func (r *Root) SharedExisting(paths []SharedPath) ([]string, error) {
+	var out []string
+	for _, sp := range paths {
+		_, err := r.Host.Lstat(r.sharedDir() + "/" + sp.Path)
+		if err == nil {
+			out = append(out, sp.Path)
+		} else if !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
 func kind(isDir bool) string {
 	if isDir {
 		return "dir"
