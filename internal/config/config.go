@@ -208,7 +208,14 @@ func Load(file string) (*Config, error) {
 }
 
 // Parse decodes and validates data as the contents of file.
-func Parse(file string, data []byte) (*Config, error) {
+func Parse(file string, data []byte) (cfg *Config, err error) {
+	// go-yaml can panic on some malformed input (found by FuzzParse); a config file must never
+	// crash ferry, so that becomes a config error like any other.
+	defer func() {
+		if p := recover(); p != nil {
+			cfg, err = nil, &Error{File: file, Msg: fmt.Sprintf("malformed YAML: the parser failed (%v)", p)}
+		}
+	}()
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data), yaml.Strict())
 	if err := dec.Decode(&c); err != nil {

@@ -3,6 +3,7 @@ package host
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,7 @@ func (*Local) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
 
 // WriteFile implements Host.
 func (l *Local) WriteFile(p string, data []byte) error {
-	tmp := fmt.Sprintf("%s.tmp-%d", p, os.Getpid())
+	tmp := p + ".tmp-" + rand.Text()
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err
@@ -81,7 +82,7 @@ func (*Local) AppendFile(p string, data []byte) error {
 // hard-linked to p, which fails if p exists: p never exists without its full content, even if
 // the process is killed halfway.
 func (*Local) CreateExclusive(p string, data []byte) error {
-	tmp := fmt.Sprintf("%s.new-%d", p, os.Getpid())
+	tmp := p + ".new-" + rand.Text()
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return err

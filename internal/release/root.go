@@ -107,6 +107,17 @@ func (r *Root) Recover(warn func(string)) error {
 			warn(fmt.Sprintf("removed temporary link %s left by an interrupted swap", e.Name()))
 		}
 	}
+	for _, dir := range []string{r.stateDir(), r.manifestDir()} {
+		entries, err := r.Host.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if n := e.Name(); strings.Contains(n, ".tmp-") || strings.Contains(n, ".new-") || strings.Contains(n, ".stale-") {
+				_ = r.Host.Remove(dir + "/" + n) // a temporary file of a killed run
+			}
+		}
+	}
 	if err := r.emptyTrash(); err != nil {
 		return err
 	}

@@ -1,0 +1,299 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-deploy/ferry/internal/host"
+)
+
+func newRoot(t *testing.T) *Root {
+	t.Helper()
+	r := New(host.NewLocal(), filepath.Join(t.TempDir(), "srv"))
+	if err := r.EnsureLayout(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// prepare makes a complete release holding index.html with content.
+func prepare(t *testing.T, r *Root, id, content string) {
+	t.Helper()
+	if err := r.Begin(id, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(r.ReleaseDir(id), "index.html"), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Complete(id, []byte(`{"entries":[]}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSwapNeverExposesAMissingCurrent(t *testing.T) {
+	r := newRoot(t)
+	prepare(t, r, "20260101-000000", "a")
+	prepare(t, r, "20260101-000001", "b")
+	if err := r.Activate("20260101-000000", nil); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var reads, failures atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	page := filepath.Join(r.Dir, "current", "index.html")
+	for range 2 {
+		wg.Go(func() {
+			for !stop.Load() {
+				b, err := os.ReadFile(page)
+				reads.Add(1)
+				if err != nil || (string(b) != "a" && string(b) != "b") {
+					failures.Add(1)
+					firstErr.CompareAndSwap(nil, fmt.Sprintf("read %q, %v", b, err))
+				}
+			}
+		})
+	}
+	for i := range 1000 {
+		id := "20260101-00000" + fmt.Sprint(1-i%2)
+		if err := r.Activate(id, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failures.Load() > 0 {
+		t.Fatalf("%d of %d reads through current failed during 1,000 swaps; first: %v", failures.Load(), reads.Load(), firstErr.Load())
+	}
+	if reads.Load() < 1000 {
+		t.Fatalf("only %d reads happened during the swaps; the test proves nothing", reads.Load())
+	}
+	entries, _ := os.ReadDir(r.Dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "current.") {
+			t.Errorf("temporary link %s left behind", e.Name())
+		}
+	}
+}
+
+func TestNewIDIsUniqueWithinASecondAndWhenTheClockGoesBack(t *testing.T) {
+	r := newRoot(t)
+	now := time.Date(2026, 11, 27, 10, 15, 2, 0, time.UTC)
+	var got []string
+	for _, at := range []time.Time{now, now, now, now, now, now.Add(-time.Hour), now} {
+		st, err := r.State()
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := NewID(at, st)
+		prepare(t, r, id, id)
+		got = append(got, id)
+	}
+	want := []string{"20261127-101502", "20261127-101502-2", "20261127-101502-3", "20261127-101502-4",
+		"20261127-101502-5", "20261127-091502", "20261127-101502-6"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Fatalf("ids (-want +got):\n%s", diff)
+	}
+	// Order is the log's: the release made when the clock was an hour behind is still the
+	// sixth, and the rollback target of the seventh.
+	st, _ := r.State()
+	if err := r.Activate(got[6], nil); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = r.State()
+	if target, err := st.RollbackTarget(); err != nil || target.ID != "20261127-091502" {
+		t.Fatalf("rollback target = %v, %v; want the release prepared before current", target, err)
+	}
+}
+
+func TestParseID(t *testing.T) {
+	for _, tc := range []struct {
+		id string
+		ok bool
+	}{
+		{"20261127-101502", true},
+		{"20261127-101502-2", true},
+		{"20261127-101502-12", true},
+		{"20261127-101502-1", false},
+		{"20261127-101502-02", false},
+		{"20261127-101502-x", false},
+		{"20261127-1015", false},
+		{"20261327-101502", false},
+		{"../../etc", false},
+		{"", false},
+		{"20261127-101502/..", false},
+	} {
+		_, err := ParseID(tc.id)
+		if (err == nil) != tc.ok {
+			t.Errorf("ParseID(%q) err = %v, want ok=%v", tc.id, err, tc.ok)
+		}
+	}
+}
+
+func TestLockIsExclusiveAndNamesItsHolder(t *testing.T) {
+	r := newRoot(t)
+	me := CurrentHolder("ferry deploy")
+	unlock, err := r.Lock(context.Background(), me, 0, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Lock(context.Background(), CurrentHolder("ferry rollback"), 0, logf(t))
+	var le *LockedError
+	if !errors.As(err, &le) || !errors.Is(err, ErrLocked) {
+		t.Fatalf("second lock: err = %v, want LockedError", err)
+	}
+	if le.Holder == nil || le.Holder.Command != "ferry deploy" || le.Holder.PID != os.Getpid() {
+		t.Fatalf("holder = %+v", le.Holder)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err = r.Lock(context.Background(), me, 0, logf(t))
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	unlock()
+}
+
+func TestLockWaitQueuesBehindTheHolder(t *testing.T) {
+	r := newRoot(t)
+	unlock, err := r.Lock(context.Background(), CurrentHolder("first"), 0, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		u, err := r.Lock(context.Background(), CurrentHolder("second"), time.Minute, logf(t))
+		if err == nil {
+			u()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("second lock returned while the first is held: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	unlock()
+	if err := <-got; err != nil {
+		t.Fatalf("second lock after waiting: %v", err)
+	}
+}
+
+func TestStaleLockOfADeadProcessIsTakenOver(t *testing.T) {
+	r := newRoot(t)
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	stale := CurrentHolder("ferry deploy")
+	stale.PID = dead.Process.Pid
+	if _, err := r.Lock(context.Background(), stale, 0, logf(t)); err != nil {
+		t.Fatal(err)
+	}
+	var warned []string
+	unlock, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, func(s string) { warned = append(warned, s) })
+	if err != nil {
+		t.Fatalf("stale lock not taken over: %v", err)
+	}
+	defer unlock()
+	if len(warned) != 1 || !strings.Contains(warned[0], "stale lock") {
+		t.Fatalf("warnings = %v", warned)
+	}
+
+	// A lock from another machine is never presumed dead.
+	other := CurrentHolder("ferry deploy")
+	other.Host = "elsewhere"
+	other.PID = dead.Process.Pid
+	r2 := newRoot(t)
+	if _, err := r2.Lock(context.Background(), other, 0, logf(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Lock(context.Background(), CurrentHolder("x"), 0, logf(t)); !errors.Is(err, ErrLocked) {
+		t.Fatalf("lock held from another host was taken: %v", err)
+	}
+}
+
+func TestConcurrentLockersExactlyOneWins(t *testing.T) {
+	r := newRoot(t)
+	var wins atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range 8 {
+		wg.Go(func() {
+			<-start
+			if _, err := r.Lock(context.Background(), CurrentHolder(fmt.Sprint("run ", i)), 0, logf(t)); err == nil {
+				wins.Add(1)
+			} else if !errors.Is(err, ErrLocked) {
+				t.Error(err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d runs took the lock at once", wins.Load())
+	}
+}
+
+func TestTornLogLineIsSkippedAndNextEventStartsANewLine(t *testing.T) {
+	r := newRoot(t)
+	prepare(t, r, "20260101-000000", "a")
+	f, _ := os.OpenFile(r.logPath(), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"time":"2026-01-01T00:00:00Z","event":"comp`)
+	f.Close()
+	prepare(t, r, "20260101-000001", "b")
+	st, err := r.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Releases) != 2 || !st.Releases[0].Live() || !st.Releases[1].Live() {
+		t.Fatalf("releases = %+v %+v", st.Releases[0], st.Releases[1])
+	}
+}
+
+func TestReleaseOfLink(t *testing.T) {
+	for target, want := range map[string]string{
+		"releases/20260101-000000":          "20260101-000000",
+		"/srv/releases/20260101-000000":     "20260101-000000",
+		"/srv/releases/20260101-000000/":    "20260101-000000",
+		"/elsewhere/releases2/x":            "",
+		"../other/releases/20260101-000000": "",
+	} {
+		if got := releaseOfLink(target, "/srv/releases"); got != want {
+			t.Errorf("releaseOfLink(%q) = %q, want %q", target, got, want)
+		}
+	}
+}
+
+func logf(t *testing.T) func(string) { return func(s string) { t.Log(s) } }
+
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"20261127-101502", "20261127-101502-2", "2026112-101502", "../x", "20261127-101502-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, id string) {
+		when, err := ParseID(id)
+		if err != nil {
+			return
+		}
+		// An accepted id is safe as a path element and round-trips through its time.
+		if strings.ContainsAny(id, "/\\\x00") || id == "." || id == ".." {
+			t.Fatalf("accepted unsafe id %q", id)
+		}
+		if !strings.HasPrefix(id, when.Format(IDLayout)) {
+			t.Fatalf("ParseID(%q) = %v", id, when)
+		}
+	})
+}

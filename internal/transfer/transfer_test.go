@@ -1,0 +1,128 @@
+package transfer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-deploy/ferry/internal/host"
+)
+
+func TestManifestRoundTripsOddNames(t *testing.T) {
+	m := &Manifest{Entries: []Entry{
+		{Path: "a dir", Type: TypeDir, Mode: 0o755},
+		{Path: "a dir/new\nline", Type: TypeFile, Size: 3, Mode: 0o644, Hash: "ab", MTime: 1},
+		{Path: "bad-\xff.txt", Type: TypeFile, Size: 1, Mode: 0o600, Hash: "cd"},
+		{Path: "link", Type: TypeSymlink, Target: "bad-\xff.txt", Mode: 0o777},
+	}}
+	data, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(m, got); diff != "" {
+		t.Fatalf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestExcluded(t *testing.T) {
+	patterns := []string{".git", "*.log", "/build", "docs/*.md", "tmp/"}
+	for _, tc := range []struct {
+		path  string
+		isDir bool
+		want  bool
+	}{
+		{".git", true, true},
+		{"sub/.git", true, true},
+		{"app.log", false, true},
+		{"logs/app.log", false, true},
+		{"build", true, true},
+		{"src/build", true, false},
+		{"docs/a.md", false, true},
+		{"docs/sub/a.md", false, false},
+		{"tmp", true, true},
+		{"tmp", false, false},
+		{"index.html", false, false},
+	} {
+		if got := Excluded(tc.path, tc.isDir, patterns); got != tc.want {
+			t.Errorf("Excluded(%q, dir=%v) = %v, want %v", tc.path, tc.isDir, got, tc.want)
+		}
+	}
+}
+
+func TestScanHashesAndRefusesEscapingLinks(t *testing.T) {
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "a/b"), 0o755)
+	os.WriteFile(filepath.Join(dir, "a/b/f.txt"), []byte("hello"), 0o640)
+	os.WriteFile(filepath.Join(dir, "debug.log"), []byte("x"), 0o644)
+	os.Symlink("b/f.txt", filepath.Join(dir, "a/link"))
+	m, err := Scan(dir, []string{"*.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, e := range m.Entries {
+		paths = append(paths, e.Type+" "+e.Path)
+	}
+	if diff := cmp.Diff([]string{"dir a", "dir a/b", "file a/b/f.txt", "symlink a/link"}, paths); diff != "" {
+		t.Fatalf("entries (-want +got):\n%s", diff)
+	}
+	if h := m.Entries[2].Hash; h != "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" {
+		t.Fatalf("hash of hello = %s", h)
+	}
+	if m.Entries[2].Mode != 0o640 {
+		t.Fatalf("mode = %v", m.Entries[2].Mode)
+	}
+	os.Symlink("../../..", filepath.Join(dir, "a/b/up"))
+	if _, err := Scan(dir, nil); err == nil || !strings.Contains(err.Error(), "outside the build") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestUnpackRefusesEntriesOutsideItsDirectory(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hdr  tar.Header
+	}{
+		{"dotdot", tar.Header{Name: "../escape", Typeflag: tar.TypeReg}},
+		{"absolute", tar.Header{Name: "/tmp/escape", Typeflag: tar.TypeReg}},
+		{"hard link out", tar.Header{Name: "x", Typeflag: tar.TypeLink, Linkname: "../../etc/passwd"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			tw.WriteHeader(&tc.hdr)
+			tw.Close()
+			dir := filepath.Join(t.TempDir(), "releases")
+			os.Mkdir(dir, 0o755)
+			err := host.NewLocal().Unpack(context.Background(), dir, &buf)
+			if err == nil || !strings.Contains(err.Error(), "refusing") {
+				t.Fatalf("err = %v", err)
+			}
+		})
+	}
+}
+
+func TestPlanWriteDetectsASourceChangedSinceTheScan(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "f"), []byte("one"), 0o644)
+	m, err := Scan(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "f"), []byte("two"), 0o644)
+	err = NewPlan(m, nil, "", ReuseLink).Write(io.Discard, dir, "r1", nil)
+	if err == nil || !strings.Contains(err.Error(), "source changed") {
+		t.Fatalf("err = %v", err)
+	}
+}
