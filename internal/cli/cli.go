@@ -83,6 +83,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	if strings.HasPrefix(err.Error(), "unknown command") {
+		err = fmt.Errorf("%w: %w", err, errUsage)
+	}
 	printError(stderr, err)
 	return exitCode(err)
 }
@@ -114,9 +117,6 @@ func exitCode(err error) int {
 
 func printError(w io.Writer, err error) {
 	msg := err.Error()
-	if strings.Contains(msg, "unknown command") || strings.Contains(msg, "unknown flag") {
-		msg = strings.TrimSuffix(strings.TrimSuffix(msg, ": usage error"), ": "+errUsage.Error())
-	}
 	msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
 	msg = strings.TrimSuffix(msg, ": "+config.ErrConfig.Error())
 	msg = strings.TrimSuffix(msg, ": "+deploy.ErrUnsupported.Error())

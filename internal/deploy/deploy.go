@@ -121,7 +121,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("interrupted while preparing %s; nothing was activated: %w", id, ctx.Err())
 		}
-		return nil, fmt.Errorf("prepare %s: %w (nothing was activated)", id, err)
+		return nil, fmt.Errorf("prepare %s failed, nothing was activated: %w", id, err)
 	}
 
 	// activate: from here an interrupt no longer stops ferry halfway; it finishes or swaps back.
