@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-deploy/ferry/internal/invariants"
+)
+
+// buildFerry compiles the real binary once per test binary run.
+func buildFerry(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "ferry")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// crashSite is a build of many files and a config, for tests that run the real binary.
+type crashSite struct {
+	t      *testing.T
+	bin    string
+	dir    string
+	root   string
+	build  string
+	shared []string
+}
+
+func newCrashSite(t *testing.T, files int, hook string) *crashSite {
+	t.Helper()
+	s := &crashSite{t: t, bin: buildFerry(t), dir: t.TempDir(), shared: []string{".env", "public/uploads"}}
+	s.root = filepath.Join(s.dir, "srv")
+	s.build = filepath.Join(s.dir, "build")
+	for i := range files {
+		p := filepath.Join(s.build, "public", fmt.Sprintf("d%02d", i%50), fmt.Sprintf("file-%05d.txt", i))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, bytes.Repeat([]byte{byte('a' + i%26)}, 200+i%1800), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %s\n", s.root, hook)
+	if err := os.WriteFile(filepath.Join(s.dir, "ferry.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *crashSite) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(s.bin, args...)
+	cmd.Dir = s.dir
+	return cmd
+}
+
+// deploy runs a deploy to the end and returns its stderr.
+func (s *crashSite) deploy() string {
+	s.t.Helper()
+	var stderr bytes.Buffer
+	cmd := s.command("deploy")
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		s.t.Fatalf("deploy: %v\n%s", err, stderr.String())
+	}
+	return stderr.String()
+}
+
+// change rewrites a random file of the build, so that every deploy has something to send.
+func (s *crashSite) change(rng *rand.Rand) {
+	i := rng.IntN(50)
+	p := filepath.Join(s.build, "public", fmt.Sprintf("d%02d", i), "changed.txt")
+	os.WriteFile(p, []byte(strconv.FormatUint(rng.Uint64(), 10)), 0o644)
+}
+
+func (s *crashSite) check(settled bool) {
+	s.t.Helper()
+	for _, err := range invariants.Check(s.root, invariants.Options{Settled: settled, Shared: s.shared}) {
+		s.t.Error(err)
+	}
+	if s.t.Failed() {
+		s.t.FailNow()
+	}
+}
+
+// lastStep is the step of the last progress line in ferry's stderr.
+func lastStep(stderr string) string {
+	step := "start"
+	for _, line := range strings.Split(stderr, "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "local" {
+			step = f[1]
+		}
+	}
+	return step
+}
+
+// TestKilledDeployNeverBreaksCurrent kills ferry with SIGKILL at random instants of deploys of
+// 5,000 files: afterwards current must resolve to a complete release that matches its manifest,
+// shared/ must be intact, and the next deploy must succeed, taking over the dead run's lock.
+// FERRY_TEST_SOAK=1 raises the 20 kills of the default run to 200.
+func TestKilledDeployNeverBreaksCurrent(t *testing.T) {
+	kills := 20
+	if os.Getenv("FERRY_TEST_SOAK") != "" {
+		kills = 200
+	}
+	s := newCrashSite(t, 5000, "true")
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+
+	s.deploy()
+	os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("SECRET=1\n"), 0o600)
+	os.WriteFile(filepath.Join(s.root, "shared/public/uploads/photo.jpg"), []byte("jpeg"), 0o644)
+	sharedBefore, err := invariants.Snapshot(filepath.Join(s.root, "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// How long a whole deploy takes here; kills land uniformly within 1.2 times that.
+	s.change(rng)
+	start := time.Now()
+	s.deploy()
+	span := time.Since(start) * 12 / 10
+
+	phases := map[string]int{}
+	tookOver := 0
+	for range kills {
+		s.change(rng)
+		var stderr bytes.Buffer
+		cmd := s.command("deploy")
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(span)))) // the kill instant, not a synchronisation
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		phases[lastStep(stderr.String())]++
+		s.check(false)
+
+		_, lockErr := os.Stat(filepath.Join(s.root, ".ferry/lock"))
+		out := s.deploy()
+		if lockErr == nil {
+			if !strings.Contains(out, "took over a stale lock") {
+				t.Fatalf("the dead run's lock was not taken over with a warning:\n%s", out)
+			}
+			tookOver++
+		}
+		s.check(true)
+	}
+	sharedAfter, err := invariants.Snapshot(filepath.Join(s.root, "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(sharedBefore, sharedAfter); diff != "" {
+		t.Fatalf("shared/ changed (-before +after):\n%s", diff)
+	}
+	var seen []string
+	for p, n := range phases {
+		seen = append(seen, fmt.Sprintf("%s:%d", p, n))
+	}
+	sort.Strings(seen)
+	t.Logf("%d kills, by last step reported: %s; stale locks taken over: %d", kills, strings.Join(seen, " "), tookOver)
+}
+
+// TestInterruptedDeployLeavesNothingBehind sends SIGINT while a hook runs: ferry stops the hook,
+// removes the partial release, releases the lock and exits 1; current is unchanged.
+func TestInterruptedDeployLeavesNothingBehind(t *testing.T) {
+	s := newCrashSite(t, 100, `if [ -f ../../../slow ]; then touch ../../../started; sleep 60; fi`)
+	s.deploy()
+	good, _ := os.Readlink(filepath.Join(s.root, "current"))
+	os.WriteFile(filepath.Join(s.dir, "slow"), nil, 0o644)
+
+	var stderr bytes.Buffer
+	cmd := s.command("deploy")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(s.dir, "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("hook never started:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "interrupted while preparing") {
+		t.Errorf("stderr does not say it was interrupted:\n%s", stderr.String())
+	}
+	if now, _ := os.Readlink(filepath.Join(s.root, "current")); now != good {
+		t.Fatalf("current = %s, want %s", now, good)
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.root, "releases"))
+	if len(entries) != 1 {
+		t.Fatalf("releases/ has %d entries after an interrupted deploy, want 1", len(entries))
+	}
+	s.check(true)
+}
