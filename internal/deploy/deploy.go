@@ -61,10 +61,12 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	}
 	scanStart := time.Now()
 	src := cfg.SourceDir()
-	full, err := transfer.Scan(src, cfg.Exclude)
+	cache := transfer.OpenHashCache(src)
+	full, err := transfer.Scan(src, cfg.Exclude, cache)
 	if err != nil {
 		return nil, err
 	}
+	cache.Save()
 	shared := sharedPaths(cfg)
 	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))

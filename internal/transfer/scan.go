@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -19,7 +20,10 @@ import (
 // Scan walks the build in dir and returns its manifest. Paths matching an exclude pattern are
 // left out. A symlink whose target lies outside dir, and any file that is not a regular file,
 // directory or symlink, is an error: the release would depend on the machine it was built on.
-func Scan(dir string, exclude []string) (*Manifest, error) {
+// cache, if not nil, spares reading files whose stat data did not change since the last scan.
+func Scan(dir string, exclude []string, cache *HashCache) (*Manifest, error) {
+	start := time.Now()
+	var infos []fs.FileInfo // of regular files, in entry order, for the cache
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("source %s: %w", dir, err)
@@ -52,6 +56,8 @@ func Scan(dir string, exclude []string) (*Manifest, error) {
 			e.Type = TypeDir
 		case info.Mode().IsRegular():
 			e.Type, e.Size = TypeFile, info.Size()
+			e.Hash, _ = cache.lookup(rel, info)
+			infos = append(infos, info)
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(p)
 			if err != nil {
@@ -72,6 +78,13 @@ func Scan(dir string, exclude []string) (*Manifest, error) {
 	}
 	if err := hashFiles(dir, m); err != nil {
 		return nil, err
+	}
+	i := 0
+	for _, e := range m.Entries {
+		if e.Type == TypeFile {
+			cache.remember(e.Path, infos[i], e.Hash, start)
+			i++
+		}
 	}
 	return m, nil
 }
@@ -94,7 +107,7 @@ func hashFiles(dir string, m *Manifest) error {
 	g.SetLimit(max(runtime.GOMAXPROCS(0), 2) * 2)
 	for i := range m.Entries {
 		e := &m.Entries[i]
-		if e.Type != TypeFile {
+		if e.Type != TypeFile || e.Hash != "" {
 			continue
 		}
 		g.Go(func() error {

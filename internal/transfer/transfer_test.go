@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -66,7 +67,7 @@ func TestScanHashesAndRefusesEscapingLinks(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "a/b/f.txt"), []byte("hello"), 0o640)
 	os.WriteFile(filepath.Join(dir, "debug.log"), []byte("x"), 0o644)
 	os.Symlink("b/f.txt", filepath.Join(dir, "a/link"))
-	m, err := Scan(dir, []string{"*.log"})
+	m, err := Scan(dir, []string{"*.log"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +85,7 @@ func TestScanHashesAndRefusesEscapingLinks(t *testing.T) {
 		t.Fatalf("mode = %v", m.Entries[2].Mode)
 	}
 	os.Symlink("../../..", filepath.Join(dir, "a/b/up"))
-	if _, err := Scan(dir, nil); err == nil || !strings.Contains(err.Error(), "outside the build") {
+	if _, err := Scan(dir, nil, nil); err == nil || !strings.Contains(err.Error(), "outside the build") {
 		t.Fatalf("err = %v", err)
 	}
 }
@@ -116,7 +117,7 @@ func TestUnpackRefusesEntriesOutsideItsDirectory(t *testing.T) {
 func TestPlanWriteDetectsASourceChangedSinceTheScan(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "f"), []byte("one"), 0o644)
-	m, err := Scan(dir, nil)
+	m, err := Scan(dir, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,3 +127,51 @@ func TestPlanWriteDetectsASourceChangedSinceTheScan(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestHashCacheSeesAContentChangeThatKeepsSizeAndMtime(t *testing.T) {
+	t.Setenv("XDG_CACHE_HOME", t.TempDir())
+	defer func(w time.Duration) { racyWindow = w }(racyWindow)
+	racyWindow = 0
+	dir := t.TempDir()
+	p := filepath.Join(dir, "app.js")
+	old := time.Now().Add(-time.Hour)
+	os.WriteFile(p, []byte("version 1"), 0o644)
+	os.Chtimes(p, old, old)
+	c := OpenHashCache(dir)
+	first, err := Scan(dir, nil, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Save()
+
+	// The cache is used: an unchanged file is not read again.
+	c = OpenHashCache(dir)
+	e := c.entries["app.js"]
+	e.Hash = "cached"
+	c.entries["app.js"] = e
+	if m, _ := Scan(dir, nil, c); m.Entries[0].Hash != "cached" {
+		t.Fatalf("unchanged file was hashed again: %s", m.Entries[0].Hash)
+	}
+
+	// A tool rewrites the file and restores its size and mtime (cp -p, rsync -t, …). Its ctime
+	// still moves on; rewrite until the filesystem's clock has ticked.
+	before, _ := os.Stat(p)
+	for {
+		os.WriteFile(p, []byte("version 2"), 0o644)
+		os.Chtimes(p, old, old)
+		now, _ := os.Stat(p)
+		if ctime(now) != ctime(before) {
+			break
+		}
+	}
+	second, err := Scan(dir, nil, OpenHashCache(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := hashFile(p)
+	if second.Entries[0].Hash != want || want == first.Entries[0].Hash {
+		t.Fatalf("hash after the change %s, want %s (before: %s)", second.Entries[0].Hash, want, first.Entries[0].Hash)
+	}
+}
+
+func ctime(fi os.FileInfo) int64 { k, _ := statKey(fi); return k.CTime }
