@@ -155,7 +155,3 @@ func (g *globals) load() (*config.Config, error) {
 func (g *globals) options(cmd *cobra.Command) deploy.Options {
 	return deploy.Options{Hosts: g.hosts, Command: "ferry " + cmd.Name()}
 }
-
-func (g *globals) warnf(format string, args ...any) {
-	fmt.Fprintf(g.stderr, "ferry: warning: "+format+"\n", args...)
-}

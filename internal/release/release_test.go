@@ -107,11 +107,10 @@ func TestNewIDIsUniqueWithinASecondAndWhenTheClockGoesBack(t *testing.T) {
 	}
 	// Order is the log's: the release made when the clock was an hour behind is still the
 	// sixth, and the rollback target of the seventh.
-	st, _ := r.State()
 	if err := r.Activate(got[6], nil); err != nil {
 		t.Fatal(err)
 	}
-	st, _ = r.State()
+	st, _ := r.State()
 	if target, err := st.RollbackTarget(); err != nil || target.ID != "20261127-091502" {
 		t.Fatalf("rollback target = %v, %v; want the release prepared before current", target, err)
 	}
