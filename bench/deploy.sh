@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Times ferry against the article's script (bench/article-deploy.sh) side by side, in one run, on
 # the same disk: a first deploy and an incremental deploy where one file changed, for a site of
-# 2,000 and one of 20,000 files. Runs alternate between the two tools and the table reports
-# medians of ROUNDS runs each.
+# 2,000 and one of 20,000 files. Runs alternate between the two tools, each starts after a sync
+# (untimed), and the table reports medians of ROUNDS runs each, then every sample.
 #
 # usage: bench/deploy.sh [ROUNDS]     (default 5; needs rsync, installed if missing)
 set -euo pipefail
@@ -31,9 +31,11 @@ make_site() {
 
 now_ms() { date +%s%3N; }
 
-# time_ms CMD...: runs CMD quietly and prints its wall time in milliseconds.
+# time_ms CMD...: runs CMD quietly and prints its wall time in milliseconds. Dirty pages are
+# flushed first (untimed), so that no run pays for writing back what the one before it wrote.
 time_ms() {
   local t0 t1
+  sync
   t0=$(now_ms)
   "$@" >/dev/null 2>&1
   t1=$(now_ms)
@@ -62,12 +64,13 @@ YAML
 ferry_deploy() { "$WORK/ferry" -q -c "$WORK/ferry.yaml" deploy; }
 article_deploy() { bench/article-deploy.sh "$@"; }
 
+samples=""
 printf '| files | deploy | article script (ms) | ferry (ms) | ferry / article |\n'
 printf '|---:|---|---:|---:|---:|\n'
 for files in 2000 20000; do
   build="$WORK/build-$files"
   make_site "$build" "$files"
-  declare -a af=() ff=() ai=() fi=()
+  declare -a af=() ff=() ai=() finc=()
   for ((r = 0; r < ROUNDS; r++)); do
     # first deploy: an empty root each time
     new_root "$WORK/article"
@@ -80,13 +83,16 @@ for files in 2000 20000; do
     echo "change $r" >"$build/public/index.html"
     ai+=("$(time_ms article_deploy "$WORK/article" "$build")")
     ff_inc=$(time_ms ferry_deploy)
-    fi+=("$ff_inc")
+    finc+=("$ff_inc")
   done
   for kind in first incremental; do
     if [ $kind = first ]; then a=$(printf '%s\n' "${af[@]}" | median); f=$(printf '%s\n' "${ff[@]}" | median)
-    else a=$(printf '%s\n' "${ai[@]}" | median); f=$(printf '%s\n' "${fi[@]}" | median); fi
+    else a=$(printf '%s\n' "${ai[@]}" | median); f=$(printf '%s\n' "${finc[@]}" | median); fi
     printf '| %s | %s | %s | %s | %s |\n' "$files" "$kind" "$a" "$f" "$(awk -v f="$f" -v a="$a" 'BEGIN {printf "%.2f×", f / a}')"
   done
+  samples+="$files files, ms: article first ${af[*]}; ferry first ${ff[*]}; article incremental ${ai[*]}; ferry incremental ${finc[*]}"$'\n'
+
 done
 echo
+printf '%s' "$samples"
 echo "medians of $ROUNDS runs each, alternating tools; $(nproc) cores; $(df -T "$WORK" | awk 'NR==2 {print $2}') on $(df "$WORK" | awk 'NR==2 {print $1}')"

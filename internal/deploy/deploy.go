@@ -80,7 +80,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return dryRun(cfg, targets, full, start)
 	}
 
-	unlock, err := lockAll(ctx, targets, opts.Options, rep)
+	unlock, err := lockAll(ctx, targets, opts.Options, true, rep)
 	if err != nil {
 		return nil, err
 	}

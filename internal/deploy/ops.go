@@ -33,7 +33,7 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 		return nil, err
 	}
 	defer closeAll(targets)
-	unlock, err := lockAll(ctx, targets, opts, rep)
+	unlock, err := lockAll(ctx, targets, opts, false, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter
 		return nil, err
 	}
 	defer closeAll(targets)
-	unlock, err := lockAll(ctx, targets, opts, rep)
+	unlock, err := lockAll(ctx, targets, opts, false, rep)
 	if err != nil {
 		return nil, err
 	}

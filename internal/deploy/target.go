@@ -80,8 +80,8 @@ func closeAll(targets []*Target) {
 }
 
 // lockAll takes the lock on every target, or on none: if one host is locked, the locks already
-// taken are released and the error names the holder.
-func lockAll(ctx context.Context, targets []*Target, opts Options, rep Reporter) (unlock func(), err error) {
+// taken are released and the error names the holder. Only a deploy creates a missing root.
+func lockAll(ctx context.Context, targets []*Target, opts Options, create bool, rep Reporter) (unlock func(), err error) {
 	me := release.CurrentHolder(opts.Command)
 	var unlocks []func() error
 	release := func() {
@@ -91,6 +91,12 @@ func lockAll(ctx context.Context, targets []*Target, opts Options, rep Reporter)
 	}
 	for _, t := range targets {
 		start := time.Now()
+		if !create {
+			if _, err := t.Root.Host.Lstat(t.Root.ReleasesDir()); err != nil {
+				release()
+				return nil, fmt.Errorf("%s: no releases under %s (%w): deploy first", t.Name, t.Root.Dir, err)
+			}
+		}
 		if err := t.Root.EnsureLayout(); err != nil {
 			release()
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
