@@ -47,7 +47,6 @@ type hostRun struct {
 	plan     *transfer.Plan
 	result   *HostResult
 	prepared bool
-	swapped  bool
 }
 
 // Deploy ships cfg's source to every selected host as a new release and activates it on all
@@ -128,8 +127,12 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 
 	// activate: from here an interrupt no longer stops ferry halfway; it finishes or swaps back.
 	actx := context.WithoutCancel(ctx)
-	if err := activate(actx, runs, id, rep); err != nil {
-		return nil, err
+	moves := make([]*move, len(runs))
+	for i, run := range runs {
+		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared}
+	}
+	if err := switchover(actx, cfg, moves, id, release.EventActivate, true, rep); err != nil {
+		return nil, fmt.Errorf("activate %s: %w", id, err)
 	}
 
 	// finish: problems here are warnings; the release stays live.
@@ -195,7 +198,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if run.prevMan != nil {
 		prevID = run.result.Previous
 	}
-	run.plan = transfer.NewPlan(manifest, run.prevMan, prevID, cfg.Reuse)
+	run.plan = transfer.NewPlan(manifest, run.prevMan, prevID, cfg.Reuse, cfg.Assets)
 	stats := run.plan.Stats()
 	run.result.Stats = stats
 	pr, pw := io.Pipe()
@@ -207,6 +210,9 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
 	if stats.Reused > 0 {
 		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), prevID)
+	}
+	if stats.Carried > 0 {
+		msg += fmt.Sprintf(", %s carried over", plural(stats.Carried, "old asset"))
 	}
 	rep.Step(run.Name, "upload", msg, time.Since(us))
 
@@ -237,35 +243,6 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		return err
 	}
 	return root.Complete(id, data)
-}
-
-// activate swaps current on every host. If any swap fails, the hosts already swapped are
-// swapped back to where they were, so no fleet is left split.
-func activate(ctx context.Context, runs []*hostRun, id string, rep Reporter) error {
-	var failed error
-	for _, run := range runs {
-		as := time.Now()
-		if err := run.Root.Activate(id, nil); err != nil {
-			failed = fmt.Errorf("%s: activate %s: %w", run.Name, id, err)
-			break
-		}
-		run.swapped = true
-		rep.Step(run.Name, "activate", "current -> releases/"+id, time.Since(as))
-	}
-	if failed == nil {
-		return nil
-	}
-	for _, run := range runs {
-		if !run.swapped || run.result.Previous == "" {
-			continue
-		}
-		if err := run.Root.RollbackTo(run.result.Previous, id, nil); err != nil {
-			rep.Warn(run.Name, fmt.Sprintf("could not swap back to %s: %v", run.result.Previous, err))
-			continue
-		}
-		rep.Step(run.Name, "rollback", "current -> releases/"+run.result.Previous, 0)
-	}
-	return failed
 }
 
 func hookOf(cfg *config.Config, h config.Hook) release.Hook {

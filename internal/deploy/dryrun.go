@@ -55,7 +55,7 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		p.Stats = transfer.NewPlan(full.Without(existing), prev, p.Previous, cfg.Reuse).Stats()
+		p.Stats = transfer.NewPlan(full.Without(existing), prev, p.Previous, cfg.Reuse, cfg.Assets).Stats()
 		for _, sp := range cfg.SharedPaths() {
 			if !slices.Contains(existing, sp) && full.Has(sp) {
 				p.Seed = append(p.Seed, sp)

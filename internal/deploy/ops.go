@@ -40,6 +40,7 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 	defer unlock()
 
 	var res *RollbackResult
+	var moves []*move
 	for _, t := range targets {
 		st, err := t.Root.State()
 		if err != nil {
@@ -67,14 +68,11 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 				t.Name, r.From, r.To, res.From, res.To)
 		}
 		res = r
+		moves = append(moves, &move{Target: t, from: st.Current, last: st.LastShared})
 	}
 	// From here an interrupt does not stop ferry: every host is swapped, so none is left split.
-	for _, t := range targets {
-		start := time.Now()
-		if err := t.Root.RollbackTo(res.To, res.From, nil); err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		rep.Step(t.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", res.To, res.From), time.Since(start))
+	if err := switchover(context.WithoutCancel(ctx), cfg, moves, res.To, release.EventRollback, false, rep); err != nil {
+		return res, err
 	}
 	return res, nil
 }

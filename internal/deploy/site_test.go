@@ -35,13 +35,15 @@ func newSite(t *testing.T, extra string) *site {
 	if err := os.WriteFile(cfgPath, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := config.Load(cfgPath)
+	cfg, err := loadConfig(cfgPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.cfg = cfg
 	return s
 }
+
+func loadConfig(p string) (*config.Config, error) { return config.Load(p) }
 
 func (s *site) write(rel, content string) {
 	s.t.Helper()

@@ -8,6 +8,7 @@ import (
 	"context"
 	"io"
 	"io/fs"
+	"net"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type Host interface {
 
 	// Run runs cmd with sh -c and waits for it.
 	Run(ctx context.Context, cmd Command) error
+
+	// DialContext connects to addr as seen from the host (its loopback is the host's own), for
+	// health checks.
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Close releases the connection, if any.
 	Close() error

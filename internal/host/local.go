@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -196,6 +197,12 @@ func (*Local) Run(ctx context.Context, c Command) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// DialContext implements Host.
+func (*Local) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, network, addr)
 }
 
 // Unpack implements Host. Entries are read in stream order, directories created at once, and

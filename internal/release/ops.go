@@ -2,10 +2,13 @@ package release
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -100,6 +103,45 @@ func (r *Root) SharedExisting(paths []SharedPath) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// SharedHashes returns the SHA-256 of each shared file as it is in shared/ now, so that a change
+// of the environment between two activations can be told. Contents are never returned or logged.
+func (r *Root) SharedHashes(files []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, f := range files {
+		data, err := r.Host.ReadFile(r.sharedDir() + "/" + f)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read shared %s: %w", f, err)
+		}
+		sum := sha256.Sum256(data)
+		out[f] = hex.EncodeToString(sum[:])
+	}
+	return out, nil
+}
+
+// ChangedShared lists the files whose hash differs between two activations. Nothing has changed
+// when there is no earlier record.
+func ChangedShared(before, now map[string]string) []string {
+	if before == nil {
+		return nil
+	}
+	var out []string
+	for f, h := range now {
+		if before[f] != h {
+			out = append(out, f)
+		}
+	}
+	for f := range before {
+		if _, ok := now[f]; !ok {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func kind(isDir bool) string {

@@ -30,6 +30,9 @@ type Entry struct {
 	Hash   string      // hex SHA-256 of a file's content
 	Target string      // a symlink's target
 	MTime  int64       // modification time, Unix seconds
+	// Carried marks an asset the build no longer has, kept from the previous release so that
+	// pages served just before the swap still load it. It is dropped one release later.
+	Carried bool
 }
 
 // Manifest lists every entry of a release in lexical path order.
@@ -49,6 +52,7 @@ type jsonEntry struct {
 	Target    string `json:"target,omitempty"`
 	TargetB64 string `json:"target_b64,omitempty"`
 	MTime     int64  `json:"mtime,omitempty"`
+	Carried   bool   `json:"carried,omitempty"`
 }
 
 // Marshal encodes m as JSON, one entry a line so that diffs of manifests stay readable.
@@ -56,7 +60,7 @@ func (m *Manifest) Marshal() ([]byte, error) {
 	var b strings.Builder
 	b.WriteString("{\"entries\":[\n")
 	for i, e := range m.Entries {
-		je := jsonEntry{Type: e.Type, Size: e.Size, Mode: uint32(e.Mode), Hash: e.Hash, MTime: e.MTime}
+		je := jsonEntry{Type: e.Type, Size: e.Size, Mode: uint32(e.Mode), Hash: e.Hash, MTime: e.MTime, Carried: e.Carried}
 		je.Path, je.PathB64 = encodeName(e.Path)
 		je.Target, je.TargetB64 = encodeName(e.Target)
 		line, err := json.Marshal(je)
@@ -92,7 +96,7 @@ func ParseManifest(data []byte) (*Manifest, error) {
 			return nil, err
 		}
 		m.Entries = append(m.Entries, Entry{Path: p, Type: je.Type, Size: je.Size, Mode: fs.FileMode(je.Mode),
-			Hash: je.Hash, Target: t, MTime: je.MTime})
+			Hash: je.Hash, Target: t, MTime: je.MTime, Carried: je.Carried})
 	}
 	return m, nil
 }

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -27,27 +30,68 @@ type Plan struct {
 
 // Stats sums up a plan.
 type Stats struct {
-	Files, Sent, Reused int
-	Bytes, SentBytes    int64
+	Files     int   `json:"files"`
+	Sent      int   `json:"sent"`
+	Reused    int   `json:"reused"`
+	Carried   int   `json:"carried,omitempty"`
+	Bytes     int64 `json:"bytes"`
+	SentBytes int64 `json:"sent_bytes"`
 }
 
 // NewPlan compares m with the previous release's manifest. A file is reused only when path,
-// size, mode and content hash all match.
-func NewPlan(m, prev *Manifest, prevID, reuse string) *Plan {
+// size, mode and content hash all match. Files that prev had under one of the assets
+// directories and m lacks are carried over (linked from prev) unless prev itself had carried
+// them: an asset stays reachable for exactly one release after the build dropped it.
+func NewPlan(m, prev *Manifest, prevID, reuse string, assets []string) *Plan {
 	p := &Plan{Manifest: &Manifest{Entries: append([]Entry(nil), m.Entries...)}, Reused: map[string]bool{}, Previous: prevID}
-	if prev == nil || prevID == "" || reuse != ReuseLink {
+	if prev == nil || prevID == "" {
 		return p
 	}
-	old := prev.Index()
-	for i := range p.Manifest.Entries {
-		e := &p.Manifest.Entries[i]
-		o, ok := old[e.Path]
-		if ok && e.Type == TypeFile && o.Type == TypeFile && o.Size == e.Size && o.Mode == e.Mode && o.Hash == e.Hash {
-			p.Reused[e.Path] = true
-			e.MTime = o.MTime // a hard link shares the old inode, and its mtime
+	if reuse == ReuseLink {
+		old := prev.Index()
+		for i := range p.Manifest.Entries {
+			e := &p.Manifest.Entries[i]
+			o, ok := old[e.Path]
+			if ok && e.Type == TypeFile && o.Type == TypeFile && o.Size == e.Size && o.Mode == e.Mode && o.Hash == e.Hash {
+				p.Reused[e.Path] = true
+				e.MTime = o.MTime // a hard link shares the old inode, and its mtime
+			}
 		}
 	}
+	p.carry(prev, assets)
 	return p
+}
+
+// carry adds the assets that the build dropped since prev, and the directories they need.
+func (p *Plan) carry(prev *Manifest, assets []string) {
+	if len(assets) == 0 {
+		return
+	}
+	have := p.Manifest.Index()
+	var added []Entry
+	for _, o := range prev.Entries {
+		if o.Carried || o.Type != TypeFile || !slices.ContainsFunc(assets, func(a string) bool { return under(o.Path, a) }) {
+			continue
+		}
+		if _, ok := have[o.Path]; ok {
+			continue
+		}
+		for dir := path.Dir(o.Path); dir != "."; dir = path.Dir(dir) {
+			if _, ok := have[dir]; !ok {
+				d := Entry{Path: dir, Type: TypeDir, Mode: 0o755, Carried: true}
+				have[dir] = &d
+				added = append(added, d)
+			}
+		}
+		o.Carried = true
+		added = append(added, o)
+		p.Reused[o.Path] = true
+	}
+	if len(added) == 0 {
+		return
+	}
+	p.Manifest.Entries = append(p.Manifest.Entries, added...)
+	slices.SortFunc(p.Manifest.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 }
 
 // Stats counts what the plan sends and reuses.
@@ -55,6 +99,10 @@ func (p *Plan) Stats() Stats {
 	var s Stats
 	for _, e := range p.Manifest.Entries {
 		if e.Type != TypeFile {
+			continue
+		}
+		if e.Carried {
+			s.Carried++
 			continue
 		}
 		s.Files++

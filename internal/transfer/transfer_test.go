@@ -122,7 +122,7 @@ func TestPlanWriteDetectsASourceChangedSinceTheScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "f"), []byte("two"), 0o644)
-	err = NewPlan(m, nil, "", ReuseLink).Write(io.Discard, dir, "r1", nil)
+	err = NewPlan(m, nil, "", ReuseLink, nil).Write(io.Discard, dir, "r1", nil)
 	if err == nil || !strings.Contains(err.Error(), "source changed") {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,0 +1,163 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/service"
+)
+
+// move is one host's part of a switchover: current goes from one release to another.
+type move struct {
+	*Target
+	from    string            // where current pointed before; "" for a first deploy
+	last    map[string]string // hashes of shared files at the last activation
+	shared  map[string]string // hashes of shared files now
+	restart bool
+	swapped bool
+}
+
+// switchover points current at to on every host, tells the services, and polls the health
+// check. kind is release.EventActivate for a deploy or release.EventRollback for a rollback. When
+// any of that fails and undo is set, every host already swapped goes back to where it was (the
+// release to is then marked bad) and its services are told again; the error says so.
+func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind string, undo bool, rep Reporter) error {
+	files := cfg.Shared.Files
+	for _, m := range moves {
+		var err error
+		if m.shared, err = m.Root.SharedHashes(files); err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		if changed := release.ChangedShared(m.last, m.shared); len(changed) > 0 && hasRestart(cfg) {
+			m.restart = true
+			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
+		}
+	}
+	fail := func(m *move, err error) error {
+		err = fmt.Errorf("%s: %w", m.Name, err)
+		if undo {
+			return errors.Join(err, revert(ctx, cfg, moves, to, rep))
+		}
+		return err
+	}
+	for _, m := range moves {
+		start := time.Now()
+		var err error
+		if kind == release.EventRollback {
+			err = m.Root.RollbackTo(to, m.from, m.shared)
+		} else {
+			err = m.Root.Activate(to, m.shared)
+		}
+		if err != nil {
+			return fail(m, err)
+		}
+		m.swapped = true
+		if kind == release.EventRollback {
+			rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
+		} else {
+			rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
+		}
+	}
+	for _, m := range moves {
+		if err := notify(ctx, cfg, m, to, m.restart, rep); err != nil {
+			return fail(m, err)
+		}
+	}
+	if cfg.Health == nil {
+		return nil
+	}
+	err := eachHost(targetsOf(moves), func(t *Target) error {
+		start := time.Now()
+		resp, err := service.Poll(ctx, t.Root.Host.DialContext, healthCheck(cfg), to)
+		if err != nil {
+			return err
+		}
+		rep.Step(t.Name, "health", fmt.Sprintf("%s: %d", cfg.Health.URL, resp.Status), time.Since(start))
+		return nil
+	})
+	if err != nil {
+		if undo {
+			return errors.Join(err, revert(ctx, cfg, moves, to, rep))
+		}
+		return err
+	}
+	return nil
+}
+
+// revert swaps every swapped host back to its previous release, marking bad the release it
+// leaves, and tells the services again. Once every host is back, the error wraps ErrRolledBack,
+// with any service that failed again on the old release joined to it.
+func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, rep Reporter) error {
+	var stuck, after []error
+	for _, m := range moves {
+		if !m.swapped {
+			continue
+		}
+		if m.from == "" {
+			stuck = append(stuck, fmt.Errorf("%s: no earlier release to go back to; current stays on %s", m.Name, bad))
+			continue
+		}
+		start := time.Now()
+		if err := m.Root.RollbackTo(m.from, bad, m.shared); err != nil {
+			stuck = append(stuck, fmt.Errorf("%s: could not swap back to %s: %w", m.Name, m.from, err))
+			continue
+		}
+		m.swapped = false
+		rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s; %s marked bad", m.from, bad), time.Since(start))
+		if err := notify(ctx, cfg, m, m.from, m.restart, rep); err != nil {
+			after = append(after, fmt.Errorf("%s: after swapping back: %w", m.Name, err))
+		}
+	}
+	if len(stuck) > 0 {
+		return errors.Join(append(stuck, after...)...)
+	}
+	return errors.Join(append([]error{fmt.Errorf("every host is back on its previous release: %w", ErrRolledBack)}, after...)...)
+}
+
+// ErrRolledBack tells that a failed activation was undone.
+var ErrRolledBack = errors.New("rolled back")
+
+func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart bool, rep Reporter) error {
+	if len(cfg.Services) == 0 {
+		return nil
+	}
+	services := make([]service.Service, len(cfg.Services))
+	for i, s := range cfg.Services {
+		services[i] = service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart}
+	}
+	env := m.Root.Env(id, m.from, m.Name)
+	actions, err := service.Notify(ctx, m.Root.Host, m.Root.ReleaseDir(id), env, services, restart,
+		time.Duration(cfg.HookTimeout), func(p []byte) { rep.Output(m.Name, p) })
+	for _, a := range actions {
+		rep.Step(m.Name, a.Kind, a.Service, a.Took)
+	}
+	return err
+}
+
+func hasRestart(cfg *config.Config) bool {
+	for _, s := range cfg.Services {
+		if s.Restart != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func healthCheck(cfg *config.Config) service.Check {
+	h := cfg.Health
+	return service.Check{URL: h.URL, ExpectStatus: h.ExpectStatus, Contains: h.Contains,
+		Timeout: time.Duration(h.Timeout), Interval: time.Duration(h.Interval)}
+}
+
+func targetsOf(moves []*move) []*Target {
+	out := make([]*Target, len(moves))
+	for i, m := range moves {
+		out[i] = m.Target
+	}
+	return out
+}

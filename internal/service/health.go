@@ -1,0 +1,104 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrHealth is wrapped by every failed health check.
+var ErrHealth = errors.New("health check failed")
+
+// Check is the health check of ferry.yaml.
+type Check struct {
+	URL          string
+	ExpectStatus int
+	Contains     string // "{{release}}" stands for the release id
+	Timeout      time.Duration
+	Interval     time.Duration
+}
+
+// Response is what the health URL last answered.
+type Response struct {
+	Status int
+	Body   string // the first 2 kB
+	Err    error  // when there was no answer
+}
+
+func (r *Response) String() string {
+	if r == nil {
+		return "no response"
+	}
+	if r.Err != nil {
+		return r.Err.Error()
+	}
+	body := strings.TrimSpace(r.Body)
+	if len(body) > 300 {
+		body = body[:300] + "…"
+	}
+	return fmt.Sprintf("HTTP %d: %q", r.Status, body)
+}
+
+// HealthError says why a check failed and shows the last response.
+type HealthError struct {
+	URL  string
+	Want string
+	Last *Response
+}
+
+func (e *HealthError) Error() string {
+	return fmt.Sprintf("%s did not answer %s; last response: %s", e.URL, e.Want, e.Last)
+}
+
+func (e *HealthError) Unwrap() error { return ErrHealth }
+
+// Poll fetches c.URL through dial until it answers with the expected status and body for
+// release, or c.Timeout passes. Each attempt uses a new connection.
+func Poll(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), c Check, release string) (*Response, error) {
+	want := fmt.Sprintf("status %d", c.ExpectStatus)
+	contains := strings.ReplaceAll(c.Contains, "{{release}}", release)
+	if contains != "" {
+		want += fmt.Sprintf(" with %q in the body", contains)
+	}
+	client := &http.Client{
+		Transport: &http.Transport{DialContext: dial, DisableKeepAlives: true, Proxy: nil},
+		Timeout:   min(c.Timeout, 10*time.Second),
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.Timeout)
+	defer cancel()
+	var last *Response
+	for {
+		last = fetch(ctx, client, c.URL)
+		if last.Err == nil && last.Status == c.ExpectStatus && strings.Contains(last.Body, contains) {
+			return last, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, &HealthError{URL: c.URL, Want: want, Last: last}
+		case <-time.After(c.Interval):
+		}
+	}
+}
+
+func fetch(ctx context.Context, client *http.Client, url string) *Response {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return &Response{Err: err}
+	}
+	req.Header.Set("User-Agent", "ferry-health")
+	resp, err := client.Do(req)
+	if err != nil {
+		return &Response{Err: err}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	return &Response{Status: resp.StatusCode, Body: string(body)}
+}
