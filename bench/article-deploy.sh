@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The article's six-step deploy script, faithfully: rsync into a new timestamped release, link
 # shared files, run the migration step, swap with ln -sfn + mv -T, reload, and clean up with
-# ls -t. Only what cannot run in a benchmark is replaced: the migration and the nginx reload
-# are the no-op ':' (ferry runs no hook or service in the benchmark either).
+# ls -t. Only what cannot run in a benchmark is replaced: the migration is the no-op ':', and
+# the reload is $RELOAD_CMD (default ':'; bench/zdd sets it to reload its own nginx).
 #
-# usage: article-deploy.sh ROOT BUILD
+# usage: [RELOAD_CMD='nginx -s reload'] article-deploy.sh ROOT BUILD
 set -euo pipefail
 ROOT=$1
 BUILD=$2
@@ -28,7 +28,7 @@ ln -sfn "$RELEASE_DIR" "$ROOT/current.new"
 mv -T "$ROOT/current.new" "$ROOT/current"
 
 # 5. Tell the web server to pick up the new symlink target
-:
+${RELOAD_CMD:-:}
 
 # 6. Clean up old releases (keep the last 5)
 cd "$ROOT/releases" && ls -t | tail -n +6 | xargs -r rm -rf
