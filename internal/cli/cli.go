@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/deploy"
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
 )
 
@@ -38,13 +39,14 @@ EXIT STATUS
 
 // globals are the flags every command has.
 type globals struct {
-	config  string
-	hosts   []string
-	json    bool
-	quiet   bool
-	verbose bool
-	stdout  io.Writer
-	stderr  io.Writer
+	config   string
+	hosts    []string
+	json     bool
+	quiet    bool
+	verbose  bool
+	parallel int
+	stdout   io.Writer
+	stderr   io.Writer
 }
 
 // errUsage marks errors in the command line itself.
@@ -72,6 +74,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pf.BoolVar(&g.json, "json", false, "machine-readable output on stdout")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only warnings and errors")
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "print more detail")
+	pf.IntVar(&g.parallel, "parallel", 10, "hosts to work on at once")
 	root.AddCommand(
 		newInitCmd(g), newDeployCmd(g), newRollbackCmd(g), newReleasesCmd(g), newStatusCmd(g),
 		newCleanupCmd(g), newUnlockCmd(g), newVersionCmd(g),
@@ -108,7 +111,7 @@ func exitCode(err error) int {
 	switch {
 	case errors.Is(err, release.ErrLocked):
 		return exitLocked
-	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage), errors.Is(err, deploy.ErrUnsupported):
+	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage):
 		return exitUsage
 	default:
 		return exitFailed
@@ -119,7 +122,6 @@ func printError(w io.Writer, err error) {
 	msg := err.Error()
 	msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
 	msg = strings.TrimSuffix(msg, ": "+config.ErrConfig.Error())
-	msg = strings.TrimSuffix(msg, ": "+deploy.ErrUnsupported.Error())
 	msg = strings.TrimSuffix(msg, ": "+deploy.ErrNothingToDo.Error())
 	fmt.Fprintf(w, "ferry: error: %s\n", msg)
 	if hint := hintFor(err); hint != "" {
@@ -131,13 +133,14 @@ func hintFor(err error) string {
 	var he *release.HintError
 	var le *release.LockedError
 	var ce *config.Error
+	var hk *host.HostKeyError
 	switch {
 	case errors.As(err, &he):
 		return he.Hint
 	case errors.As(err, &le):
 		return "wait for that run, queue behind it with --lock-wait 2m, or run 'ferry unlock' if it is gone"
-	case errors.Is(err, deploy.ErrUnsupported):
-		return "deploy with a local host for now; SSH hosts come in a later version"
+	case errors.As(err, &hk):
+		return hk.Hint
 	case errors.As(err, &ce) && strings.Contains(ce.Msg, "ferry init"):
 		return "run 'ferry init' to write a commented ferry.yaml"
 	case errors.Is(err, errUsage):
@@ -153,5 +156,5 @@ func (g *globals) load() (*config.Config, error) {
 
 // options builds the options every command shares.
 func (g *globals) options(cmd *cobra.Command) deploy.Options {
-	return deploy.Options{Hosts: g.hosts, Command: "ferry " + cmd.Name()}
+	return deploy.Options{Hosts: g.hosts, Parallel: g.parallel, Command: "ferry " + cmd.Name()}
 }

@@ -25,7 +25,7 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 			if err != nil {
 				return err
 			}
-			opts.Options.Hosts, opts.Options.Command = g.hosts, "ferry deploy"
+			opts.Options.Hosts, opts.Options.Parallel, opts.Options.Command = g.hosts, g.parallel, "ferry deploy"
 			rep := newReporter(g)
 			res, err := deploy.Deploy(cmd.Context(), cfg, opts, rep)
 			if err != nil {

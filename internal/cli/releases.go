@@ -19,7 +19,7 @@ func newReleasesCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hosts, err := deploy.Status(cfg, g.options(cmd))
+			hosts, err := deploy.Status(cmd.Context(), cfg, g.options(cmd))
 			if err != nil {
 				return err
 			}

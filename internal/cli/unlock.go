@@ -22,7 +22,7 @@ sure that run is really over: two runs at once on one root can break it.`,
 			if err != nil {
 				return err
 			}
-			holders, err := deploy.Unlock(cfg, g.options(cmd))
+			holders, err := deploy.Unlock(cmd.Context(), cfg, g.options(cmd))
 			if err != nil {
 				return err
 			}

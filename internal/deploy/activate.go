@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -38,14 +39,9 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
 		}
 	}
-	fail := func(m *move, err error) error {
-		err = fmt.Errorf("%s: %w", m.Name, err)
-		if undo {
-			return errors.Join(err, revert(ctx, cfg, moves, to, rep))
-		}
-		return err
-	}
-	for _, m := range moves {
+	// Every host swaps at once, so the fleet runs mixed releases for as short a time as the
+	// slowest host's rename takes; then the services are told, also in parallel.
+	err := eachMove(moves, func(m *move) error {
 		start := time.Now()
 		var err error
 		if kind == release.EventRollback {
@@ -54,7 +50,7 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 			err = m.Root.Activate(to, m.shared)
 		}
 		if err != nil {
-			return fail(m, err)
+			return err
 		}
 		m.swapped = true
 		if kind == release.EventRollback {
@@ -62,22 +58,27 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 		} else {
 			rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
 		}
+		return nil
+	})
+	if err == nil {
+		err = eachMove(moves, func(m *move) error { return notify(ctx, cfg, m, to, m.restart, rep) })
 	}
-	for _, m := range moves {
-		if err := notify(ctx, cfg, m, to, m.restart, rep); err != nil {
-			return fail(m, err)
+	if err != nil {
+		if undo {
+			return errors.Join(err, revert(ctx, cfg, moves, to, rep))
 		}
+		return err
 	}
 	if cfg.Health == nil {
 		return nil
 	}
-	err := eachHost(targetsOf(moves), func(t *Target) error {
+	err = eachMove(moves, func(m *move) error {
 		start := time.Now()
-		resp, err := service.Poll(ctx, t.Root.Host.DialContext, healthCheck(cfg), to)
+		resp, err := service.Poll(ctx, m.Root.Host.DialContext, healthCheck(cfg), to)
 		if err != nil {
 			return err
 		}
-		rep.Step(t.Name, "health", fmt.Sprintf("%s: %d", cfg.Health.URL, resp.Status), time.Since(start))
+		rep.Step(m.Name, "health", fmt.Sprintf("%s: %d", cfg.Health.URL, resp.Status), time.Since(start))
 		return nil
 	})
 	if err != nil {
@@ -93,26 +94,33 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 // leaves, and tells the services again. Once every host is back, the error wraps ErrRolledBack,
 // with any service that failed again on the old release joined to it.
 func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, rep Reporter) error {
+	var mu sync.Mutex
 	var stuck, after []error
-	for _, m := range moves {
+	eachMove(moves, func(m *move) error {
 		if !m.swapped {
-			continue
+			return nil
+		}
+		fail := func(list *[]error, err error) {
+			mu.Lock()
+			*list = append(*list, err)
+			mu.Unlock()
 		}
 		if m.from == "" {
-			stuck = append(stuck, fmt.Errorf("%s: no earlier release to go back to; current stays on %s", m.Name, bad))
-			continue
+			fail(&stuck, fmt.Errorf("%s: no earlier release to go back to; current stays on %s", m.Name, bad))
+			return nil
 		}
 		start := time.Now()
 		if err := m.Root.RollbackTo(m.from, bad, m.shared); err != nil {
-			stuck = append(stuck, fmt.Errorf("%s: could not swap back to %s: %w", m.Name, m.from, err))
-			continue
+			fail(&stuck, fmt.Errorf("%s: could not swap back to %s: %w", m.Name, m.from, err))
+			return nil
 		}
 		m.swapped = false
 		rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s; %s marked bad", m.from, bad), time.Since(start))
 		if err := notify(ctx, cfg, m, m.from, m.restart, rep); err != nil {
-			after = append(after, fmt.Errorf("%s: after swapping back: %w", m.Name, err))
+			fail(&after, fmt.Errorf("%s: after swapping back: %w", m.Name, err))
 		}
-	}
+		return nil
+	})
 	if len(stuck) > 0 {
 		return errors.Join(append(stuck, after...)...)
 	}
@@ -154,10 +162,13 @@ func healthCheck(cfg *config.Config) service.Check {
 		Timeout: time.Duration(h.Timeout), Interval: time.Duration(h.Interval)}
 }
 
-func targetsOf(moves []*move) []*Target {
-	out := make([]*Target, len(moves))
+// eachMove runs fn for every host's move in parallel; errors are prefixed by host.
+func eachMove(moves []*move, fn func(m *move) error) error {
+	targets := make([]*Target, len(moves))
+	byTarget := map[*Target]*move{}
 	for i, m := range moves {
-		out[i] = m.Target
+		targets[i] = m.Target
+		byTarget[m.Target] = m
 	}
-	return out
+	return eachHost(targets, func(t *Target) error { return fn(byTarget[t]) })
 }

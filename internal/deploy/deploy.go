@@ -24,10 +24,11 @@ type DeployOptions struct {
 
 // HostResult is what a deploy did on one host.
 type HostResult struct {
-	Host     string         `json:"host"`
-	Previous string         `json:"previous,omitempty"`
-	Stats    transfer.Stats `json:"files"`
-	Removed  []string       `json:"removed,omitempty"`
+	Host      string         `json:"host"`
+	BytesSent int64          `json:"bytes_sent,omitempty"` // on the wire, for SSH hosts
+	Previous  string         `json:"previous,omitempty"`
+	Stats     transfer.Stats `json:"files"`
+	Removed   []string       `json:"removed,omitempty"`
 }
 
 // Result is the outcome of a deploy.
@@ -70,7 +71,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))
 
-	targets, err := connect(cfg, opts.Hosts)
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
 		return nil, err
 	}
@@ -136,7 +137,8 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	}
 
 	// finish: problems here are warnings; the release stays live.
-	for _, run := range runs {
+	_ = eachHost(targets, func(t *Target) error {
+		run := runs[slices.Index(targets, t)]
 		for _, h := range cfg.Hooks.AfterActivate {
 			if h.Once && run.Target != onceHost {
 				continue
@@ -157,7 +159,8 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		} else if len(removed) > 0 {
 			rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(removed), "old release")), time.Since(cs))
 		}
-	}
+		return nil
+	})
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -201,6 +204,11 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	run.plan = transfer.NewPlan(manifest, run.prevMan, prevID, cfg.Reuse, cfg.Assets)
 	stats := run.plan.Stats()
 	run.result.Stats = stats
+	counter, remote := root.Host.(interface{ BytesSent() int64 })
+	var before int64
+	if remote {
+		before = counter.BytesSent()
+	}
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(run.plan.Write(pw, src, id, nil)) }()
 	if err := root.Host.Unpack(ctx, root.ReleasesDir(), pr); err != nil {
@@ -208,6 +216,10 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		return fmt.Errorf("upload: %w", err)
 	}
 	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
+	if remote {
+		run.result.BytesSent = counter.BytesSent() - before
+		msg += fmt.Sprintf(", %s on the wire", bytesize(run.result.BytesSent))
+	}
 	if stats.Reused > 0 {
 		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), prevID)
 	}

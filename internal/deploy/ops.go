@@ -28,7 +28,7 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 			return nil, fmt.Errorf("%w: %w", err, config.ErrConfig)
 		}
 	}
-	targets, err := connect(cfg, opts.Hosts)
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +79,7 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 
 // Cleanup removes old, failed and incomplete releases on every host.
 func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) (map[string][]string, error) {
-	targets, err := connect(cfg, opts.Hosts)
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +116,8 @@ type HostStatus struct {
 }
 
 // Status reads every host's state without taking the lock and without changing anything.
-func Status(cfg *config.Config, opts Options) ([]*HostStatus, error) {
-	targets, err := connect(cfg, opts.Hosts)
+func Status(ctx context.Context, cfg *config.Config, opts Options) ([]*HostStatus, error) {
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
 		return nil, err
 	}
@@ -153,8 +153,8 @@ func Status(cfg *config.Config, opts Options) ([]*HostStatus, error) {
 }
 
 // Unlock removes the lock on every selected host and returns the former holders by host.
-func Unlock(cfg *config.Config, opts Options) (map[string]*release.Holder, error) {
-	targets, err := connect(cfg, opts.Hosts)
+func Unlock(ctx context.Context, cfg *config.Config, opts Options) (map[string]*release.Holder, error) {
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
 		return nil, err
 	}

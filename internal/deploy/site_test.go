@@ -129,10 +129,10 @@ type recorder struct {
 	output   strings.Builder
 }
 
-func (r *recorder) Step(host, step, msg string, _ time.Duration) {
+func (r *recorder) Step(host, step, msg string, took time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.steps = append(r.steps, host+" "+step+" "+msg)
+	r.steps = append(r.steps, host+" "+step+" "+msg+" ("+took.Round(time.Millisecond).String()+")")
 }
 
 func (r *recorder) Warn(host, msg string) {

@@ -18,9 +18,6 @@ import (
 	"github.com/ferry-deploy/ferry/internal/release"
 )
 
-// ErrUnsupported marks a configuration this build of ferry cannot act on yet.
-var ErrUnsupported = errors.New("not supported")
-
 // Reporter receives what happens, host by host. Implementations must be safe for concurrent use.
 type Reporter interface {
 	// Step reports a finished step of a host, with how long it took.
@@ -36,32 +33,33 @@ type Target struct {
 	Name  string
 	Roles []string
 	Root  *release.Root
+	spec  config.Host
 }
 
 // Options common to the commands.
 type Options struct {
 	Hosts    []string      // limit to these host names; empty: all
+	Parallel int           // hosts worked on at once; 0: 10
 	LockWait time.Duration // how long to wait for another run's lock
 	Command  string        // recorded in the lock
 }
 
-// connect opens every selected host of cfg.
-func connect(cfg *config.Config, only []string) ([]*Target, error) {
+// SSHOptions locate the SSH files for ssh hosts; tests point them at their own.
+var SSHOptions host.SSHOptions
+
+// connect opens every selected host of cfg, SSH hosts in parallel (at most parallel at once).
+func connect(ctx context.Context, cfg *config.Config, only []string, parallel int) ([]*Target, error) {
 	var targets []*Target
 	for _, hc := range cfg.Hosts {
 		name := hc.DisplayName()
 		if len(only) > 0 && !slices.Contains(only, name) {
 			continue
 		}
-		if !hc.Local {
-			closeAll(targets)
-			return nil, fmt.Errorf("host %q: ssh hosts are not supported yet: %w", name, ErrUnsupported)
-		}
 		root := cfg.Root
 		if hc.Root != "" {
 			root = hc.Root
 		}
-		targets = append(targets, &Target{Name: name, Roles: hc.Roles, Root: release.New(host.NewLocal(), root)})
+		targets = append(targets, &Target{Name: name, Roles: hc.Roles, Root: release.New(nil, root), spec: hc})
 	}
 	if len(targets) == 0 {
 		var names []string
@@ -70,12 +68,30 @@ func connect(cfg *config.Config, only []string) ([]*Target, error) {
 		}
 		return nil, fmt.Errorf("no host matches --host %s (hosts: %s): %w", strings.Join(only, ","), strings.Join(names, ", "), config.ErrConfig)
 	}
+	err := eachHostN(targets, parallel, func(t *Target) error {
+		if t.spec.Local {
+			t.Root.Host = host.NewLocal()
+			return nil
+		}
+		h, err := host.DialSSH(ctx, t.Name, t.spec.SSH, SSHOptions)
+		if err != nil {
+			return err
+		}
+		t.Root.Host = h
+		return nil
+	})
+	if err != nil {
+		closeAll(targets)
+		return nil, err
+	}
 	return targets, nil
 }
 
 func closeAll(targets []*Target) {
 	for _, t := range targets {
-		_ = t.Root.Host.Close()
+		if t.Root.Host != nil {
+			_ = t.Root.Host.Close()
+		}
 	}
 }
 
@@ -120,10 +136,21 @@ func lockAll(ctx context.Context, targets []*Target, opts Options, create bool, 
 
 // eachHost runs fn for every target in parallel and joins the errors, each prefixed by host.
 func eachHost(targets []*Target, fn func(t *Target) error) error {
+	return eachHostN(targets, 0, fn)
+}
+
+// eachHostN is eachHost with at most n hosts at once (0: 10).
+func eachHostN(targets []*Target, n int, fn func(t *Target) error) error {
+	if n <= 0 {
+		n = 10
+	}
+	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	errs := make([]error, len(targets))
 	for i, t := range targets {
 		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
 			if err := fn(t); err != nil {
 				errs[i] = fmt.Errorf("%s: %w", t.Name, err)
 			}

@@ -63,4 +63,6 @@ type Command struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Timeout time.Duration // zero: no limit besides ctx
+
+	stdin io.Reader // for ferry's own commands (uploads)
 }

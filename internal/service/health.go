@@ -76,9 +76,13 @@ func Poll(ctx context.Context, dial func(ctx context.Context, network, addr stri
 	defer cancel()
 	var last *Response
 	for {
-		last = fetch(ctx, client, c.URL)
-		if last.Err == nil && last.Status == c.ExpectStatus && strings.Contains(last.Body, contains) {
-			return last, nil
+		r := fetch(ctx, client, c.URL)
+		if r.Err == nil && r.Status == c.ExpectStatus && strings.Contains(r.Body, contains) {
+			return r, nil
+		}
+		// An attempt cut short by the deadline tells less than the answer before it.
+		if last == nil || ctx.Err() == nil {
+			last = r
 		}
 		select {
 		case <-ctx.Done():

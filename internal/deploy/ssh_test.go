@@ -1,0 +1,268 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/invariants"
+	"github.com/ferry-deploy/ferry/internal/webtest"
+)
+
+// fleet is n real sshd servers on loopback, each the host of its own root, and a config that
+// deploys to all of them.
+type fleet struct {
+	*site
+	servers []*webtest.SSHD
+	roots   []string
+	names   []string
+}
+
+func newFleet(t *testing.T, n int, extra string) *fleet {
+	t.Helper()
+	client := webtest.NewSSHClient(t)
+	f := &fleet{}
+	var hosts strings.Builder
+	hosts.WriteString("hosts:\n")
+	dir := t.TempDir()
+	for i := range n {
+		s := webtest.StartSSHD(t, client, false)
+		f.servers = append(f.servers, s)
+		root := filepath.Join(dir, fmt.Sprintf("web%d", i+1))
+		f.roots = append(f.roots, root)
+		name := fmt.Sprintf("web%d", i+1)
+		f.names = append(f.names, name)
+		client.Alias(t, name, s)
+		role := ""
+		if i == 1 {
+			role = "\n    roles: [web, migrate]"
+		}
+		fmt.Fprintf(&hosts, "  - ssh: %s\n    root: %s%s\n", name, root, role)
+	}
+	old := SSHOptions
+	SSHOptions = host.SSHOptions{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}}
+	t.Cleanup(func() { SSHOptions = old })
+	f.site = newSite(t, hosts.String()+extra)
+	return f
+}
+
+// checkAll asserts every invariant on every host's root.
+func (f *fleet) checkAll() {
+	f.t.Helper()
+	for _, root := range f.roots {
+		for _, err := range invariants.Check(root, invariants.Options{Settled: true, Shared: f.cfg.SharedPaths()}) {
+			f.t.Errorf("%s: %v", filepath.Base(root), err)
+		}
+	}
+}
+
+func (f *fleet) currents() []string {
+	var out []string
+	for _, root := range f.roots {
+		target, _ := os.Readlink(filepath.Join(root, "current"))
+		out = append(out, strings.TrimPrefix(target, "releases/"))
+	}
+	return out
+}
+
+func same(id string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = id
+	}
+	return out
+}
+
+func TestSSHFleetDeployIncrementalRollbackCleanup(t *testing.T) {
+	f := newFleet(t, 3, "keep_releases: 2\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: echo \"$FERRY_HOST\" >> \"$FERRY_SHARED_DIR/../../migrated\"\n      once: true\n")
+	for i := range 200 {
+		f.write(fmt.Sprintf("public/assets/f%03d.js", i), strings.Repeat(fmt.Sprintf("asset %d ", i), 200))
+	}
+	f.write("public/odd name $(x) 'q'.txt", "odd")
+	res, err := f.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := res.Release
+	if diff := cmp.Diff(same(first, 3), f.currents()); diff != "" {
+		t.Fatalf("currents (-want +got):\n%s", diff)
+	}
+	f.checkAll()
+	migrated, _ := os.ReadFile(filepath.Join(filepath.Dir(f.roots[0]), "migrated"))
+	if string(migrated) != "web2\n" {
+		t.Fatalf("once hook ran on %q, want only on web2 (role migrate)", migrated)
+	}
+
+	// Incremental: one changed file of 10 kB; what crosses the wire is about that, not the site.
+	f.write("public/assets/f007.js", strings.Repeat("changed ", 1250))
+	res, err = f.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range res.Hosts {
+		if h.Stats.Sent != 1 || h.BytesSent > 4096 {
+			t.Errorf("%s: incremental deploy sent %d files, %d bytes on the wire; want 1 file, a few kB", h.Host, h.Stats.Sent, h.BytesSent)
+		}
+	}
+	f.checkAll()
+	if got, _ := os.ReadFile(filepath.Join(f.roots[2], "current/public/odd name $(x) 'q'.txt")); string(got) != "odd" {
+		t.Fatalf("odd name over SSH = %q", got)
+	}
+
+	r := f.mustRollbackFleet()
+	if r.To != first {
+		t.Fatalf("rollback went to %s, want %s", r.To, first)
+	}
+	if diff := cmp.Diff(same(first, 3), f.currents()); diff != "" {
+		t.Fatalf("currents after rollback (-want +got):\n%s", diff)
+	}
+	start := time.Now()
+	f.mustDeployFleet()
+	t.Logf("deploy took %s", time.Since(start))
+	f.mustDeployFleet()
+	t.Log(strings.Join(f.rep.steps, "\n"))
+	for _, root := range f.roots {
+		entries, _ := os.ReadDir(filepath.Join(root, "releases"))
+		if len(entries) != 2 { // the new current and the rollback target; the bad one is beyond keep
+			t.Errorf("%s keeps %d releases", filepath.Base(root), len(entries))
+		}
+	}
+}
+
+func (f *fleet) mustRollbackFleet() *RollbackResult {
+	f.t.Helper()
+	r, err := Rollback(context.Background(), f.cfg, "", Options{}, f.rep)
+	if err != nil {
+		f.t.Fatalf("rollback: %v", err)
+	}
+	return r
+}
+
+func TestSSHLockOnOneHostStopsTheFleet(t *testing.T) {
+	f := newFleet(t, 3, "")
+	f.mustDeployFleet()
+	before := f.currents()
+	os.WriteFile(filepath.Join(f.roots[2], ".ferry/lock"), []byte(`{"user":"bob","host":"laptop","pid":1,"command":"ferry deploy"}`), 0o644)
+	_, err := f.deploy()
+	if err == nil || !strings.Contains(err.Error(), "web3: ") || !strings.Contains(err.Error(), "bob@laptop") {
+		t.Fatalf("err = %v, want web3 locked by bob@laptop", err)
+	}
+	if diff := cmp.Diff(before, f.currents()); diff != "" {
+		t.Fatalf("a host changed (-before +after):\n%s", diff)
+	}
+	for _, root := range f.roots[:2] {
+		if _, err := os.Stat(filepath.Join(root, ".ferry/lock")); err == nil {
+			t.Errorf("%s: lock left behind", root)
+		}
+	}
+}
+
+func (f *fleet) mustDeployFleet() string {
+	f.t.Helper()
+	res, err := f.deploy()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.checkAll()
+	return res.Release
+}
+
+// downDuring deploys while the script of a hook or service on web3 signals that it runs; the
+// test then stops web3's server, connections and all, as a host that goes down.
+func (f *fleet) downDuring() error {
+	f.t.Helper()
+	marker := filepath.Join(filepath.Dir(f.roots[0]), "web3-busy")
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.deploy()
+		done <- err
+	}()
+	waitFor(f.t, "web3's script to start", func() bool { _, err := os.Stat(marker); return err == nil })
+	f.servers[2].Stop()
+	return <-done
+}
+
+const busyOnWeb3 = `if [ "$FERRY_HOST" = web3 ] && [ -f "$FERRY_ROOT/../down" ]; then touch "$FERRY_ROOT/../web3-busy"; sleep 30; fi`
+
+func TestSSHHostStoppedBeforeActivationChangesNoHost(t *testing.T) {
+	f := newFleet(t, 3, "hooks:\n  before_activate:\n    - run: '"+busyOnWeb3+"'\n")
+	good := f.mustDeployFleet()
+	os.WriteFile(filepath.Join(filepath.Dir(f.roots[0]), "down"), nil, 0o644)
+	err := f.downDuring()
+	if err == nil || !strings.Contains(err.Error(), "web3") {
+		t.Fatalf("err = %v, want a failure naming web3", err)
+	}
+	t.Log(err)
+	if diff := cmp.Diff(same(good, 3), f.currents()); diff != "" {
+		t.Fatalf("currents (-want +got):\n%s", diff)
+	}
+	for _, root := range f.roots[:2] {
+		entries, _ := os.ReadDir(filepath.Join(root, "releases"))
+		if len(entries) != 1 {
+			t.Errorf("%s: partial release left: %d releases", filepath.Base(root), len(entries))
+		}
+		for _, err := range invariants.Check(root, invariants.Options{Settled: true}) {
+			t.Errorf("%s: %v", filepath.Base(root), err)
+		}
+	}
+}
+
+func TestSSHHostLostDuringActivationSwapsTheOthersBack(t *testing.T) {
+	f := newFleet(t, 3, "services:\n  - name: app\n    reload: '"+busyOnWeb3+"'\n")
+	good := f.mustDeployFleet()
+	os.WriteFile(filepath.Join(filepath.Dir(f.roots[0]), "down"), nil, 0o644)
+	err := f.downDuring()
+	if err == nil || !strings.Contains(err.Error(), "web3") {
+		t.Fatalf("err = %v, want a failure naming web3", err)
+	}
+	t.Log(err)
+	got := f.currents()
+	if got[0] != good || got[1] != good {
+		t.Fatalf("reachable hosts not back on %s: %v", good, got)
+	}
+	for _, root := range f.roots[:2] {
+		for _, err := range invariants.Check(root, invariants.Options{Settled: true}) {
+			t.Errorf("%s: %v", filepath.Base(root), err)
+		}
+	}
+}
+
+func TestSSHUnknownHostKeyIsRefused(t *testing.T) {
+	client := webtest.NewSSHClient(t)
+	s := webtest.StartSSHD(t, client, true)
+	old := SSHOptions
+	SSHOptions = host.SSHOptions{KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}, ConfigFile: client.Config}
+	defer func() { SSHOptions = old }()
+	st := newSite(t, fmt.Sprintf("hosts:\n  - ssh: root@%s\n", s.Addr))
+	_, err := st.deploy()
+	var hk *host.HostKeyError
+	if !errors.As(err, &hk) || hk.Changed || !strings.Contains(hk.Fingerprint, "SHA256:") || !strings.Contains(hk.Hint, "ssh-keyscan -p "+s.Port) {
+		t.Fatalf("err = %v, want an unknown host key with its fingerprint and the command to trust it", err)
+	}
+	if _, err := os.Stat(st.root); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("the root was created on an untrusted host")
+	}
+	// A known host whose key changed is refused as well.
+	os.WriteFile(client.KnownHosts, fmt.Appendf(nil, "[127.0.0.1]:%s %s", s.Port, strings.TrimSpace(string(mustRead(t, client.KeyFile+".pub")))), 0o600)
+	_, err = st.deploy()
+	if !errors.As(err, &hk) || !hk.Changed {
+		t.Fatalf("err = %v, want a changed host key", err)
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
