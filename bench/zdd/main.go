@@ -51,8 +51,8 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 
-	env := newEnv()
-	defer env.cleanup()
+	env := &webtest.Program{}
+	defer env.Close()
 	work := env.TempDir()
 	root := filepath.Join(work, "srv")
 	build := filepath.Join(work, "build")
@@ -180,27 +180,4 @@ func nginxVersion(bin string) string {
 		return string(m[1])
 	}
 	return "?"
-}
-
-// env lets webtest's helpers run outside a test: failures end the program, cleanups run at exit.
-type env struct{ cleanups []func() }
-
-func newEnv() *env                               { return &env{} }
-func (e *env) Helper()                           {}
-func (e *env) Fatalf(format string, args ...any) { e.cleanup(); log.Fatalf(format, args...) }
-func (e *env) Skipf(format string, args ...any)  { e.Fatalf(format, args...) }
-func (e *env) Cleanup(f func())                  { e.cleanups = append(e.cleanups, f) }
-func (e *env) cleanup() {
-	for i := len(e.cleanups) - 1; i >= 0; i-- {
-		e.cleanups[i]()
-	}
-	e.cleanups = nil
-}
-func (e *env) TempDir() string {
-	d, err := os.MkdirTemp("", "ferry-zdd-")
-	if err != nil {
-		log.Fatal(err)
-	}
-	e.Cleanup(func() { os.RemoveAll(d) })
-	return d
 }

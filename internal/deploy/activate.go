@@ -41,15 +41,32 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 	}
 	// Every host swaps at once, so the fleet runs mixed releases for as short a time as the
 	// slowest host's rename takes; then the services are told, also in parallel.
+	swaps := make(map[*move]*release.Swap, len(moves))
+	var mu sync.Mutex
 	err := eachMove(moves, func(m *move) error {
-		start := time.Now()
+		var s *release.Swap
 		var err error
 		if kind == release.EventRollback {
-			err = m.Root.RollbackTo(to, m.from, m.shared)
+			s, err = m.Root.PrepareRollback(to, m.from, m.shared)
 		} else {
-			err = m.Root.Activate(to, m.shared)
+			s, err = m.Root.PrepareActivate(to, m.shared)
 		}
-		if err != nil {
+		mu.Lock()
+		swaps[m] = s
+		mu.Unlock()
+		return err
+	})
+	if err != nil {
+		for _, s := range swaps {
+			if s != nil {
+				s.Abort()
+			}
+		}
+		return err // nothing was swapped
+	}
+	err = eachMove(moves, func(m *move) error {
+		start := time.Now()
+		if err := swaps[m].Commit(); err != nil {
 			return err
 		}
 		m.swapped = true

@@ -306,32 +306,69 @@ func (r *Root) Fail(id string, cause error, keep bool) error {
 	return r.remove(id, "failed")
 }
 
+// Swap is a prepared change of current: the temporary link exists; Commit renames it over
+// current. Splitting the two lets a fleet create its links first and then rename them all at
+// once, so the hosts switch within a round trip of each other.
+type Swap struct {
+	root *Root
+	tmp  string
+	ev   Event
+}
+
+// PrepareActivate prepares pointing current at release id. shared holds the hashes of the shared
+// files at this activation.
+func (r *Root) PrepareActivate(id string, shared map[string]string) (*Swap, error) {
+	return r.prepareSwap(Event{Type: EventActivate, Release: id, Shared: shared})
+}
+
+// PrepareRollback prepares pointing current at target; the release it leaves, from, is marked
+// bad so that the next rollback goes further back.
+func (r *Root) PrepareRollback(target, from string, shared map[string]string) (*Swap, error) {
+	return r.prepareSwap(Event{Type: EventRollback, Release: target, From: from, Shared: shared})
+}
+
 // Activate points current at release id: a new symlink current.<random> is created and renamed
-// over current, so current is never missing and never half-written. shared holds the hashes of
-// the shared files at this activation.
+// over current, so current is never missing and never half-written.
 func (r *Root) Activate(id string, shared map[string]string) error {
-	return r.swap(Event{Type: EventActivate, Release: id, Shared: shared})
+	s, err := r.PrepareActivate(id, shared)
+	if err != nil {
+		return err
+	}
+	return s.Commit()
 }
 
-// RollbackTo points current at target and marks the release it left, from, as bad so that the
-// next rollback goes further back.
+// RollbackTo points current at target and marks from bad.
 func (r *Root) RollbackTo(target, from string, shared map[string]string) error {
-	return r.swap(Event{Type: EventRollback, Release: target, From: from, Shared: shared})
+	s, err := r.PrepareRollback(target, from, shared)
+	if err != nil {
+		return err
+	}
+	return s.Commit()
 }
 
-func (r *Root) swap(ev Event) error {
+func (r *Root) prepareSwap(ev Event) (*Swap, error) {
 	tmp := r.currentPath() + "." + randomSuffix()
 	if err := r.Host.Symlink("releases/"+ev.Release, tmp); err != nil {
+		return nil, fmt.Errorf("swap current: %w", err)
+	}
+	return &Swap{root: r, tmp: tmp, ev: ev}, nil
+}
+
+// Abort removes the temporary link of a swap that will not be committed.
+func (s *Swap) Abort() { _ = s.root.Host.Remove(s.tmp) }
+
+// Commit renames the link over current, makes it durable and logs it.
+func (s *Swap) Commit() error {
+	r := s.root
+	if err := r.Host.Rename(s.tmp, r.currentPath()); err != nil {
+		s.Abort()
 		return fmt.Errorf("swap current: %w", err)
 	}
-	if err := r.Host.Rename(tmp, r.currentPath()); err != nil {
-		_ = r.Host.Remove(tmp)
-		return fmt.Errorf("swap current: %w", err)
-	}
+	s.ev.Time = time.Now().UTC() // the instant of the swap, before it is made durable
 	if err := r.Host.Sync(r.currentPath()); err != nil {
 		return fmt.Errorf("swap current: %w", err)
 	}
-	return r.appendEvent(ev)
+	return r.appendEvent(s.ev)
 }
 
 // Removable lists the releases that cleanup removes, newest first: every incomplete or failed

@@ -221,3 +221,41 @@ func Context(t TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// Program lets the helpers run outside a test, in a benchmark program: a failure runs the
+// cleanups and ends the program, and cleanups run when Close is called.
+type Program struct{ cleanups []func() }
+
+// Helper implements TB.
+func (p *Program) Helper() {}
+
+// Fatalf implements TB.
+func (p *Program) Fatalf(format string, args ...any) {
+	p.Close()
+	fmt.Fprintf(os.Stderr, format+"\n", args...)
+	os.Exit(1)
+}
+
+// Skipf implements TB: a benchmark cannot skip what it needs.
+func (p *Program) Skipf(format string, args ...any) { p.Fatalf(format, args...) }
+
+// Cleanup implements TB.
+func (p *Program) Cleanup(f func()) { p.cleanups = append(p.cleanups, f) }
+
+// TempDir implements TB.
+func (p *Program) TempDir() string {
+	d, err := os.MkdirTemp("", "ferry-bench-")
+	if err != nil {
+		p.Fatalf("%v", err)
+	}
+	p.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Close runs the cleanups, last first.
+func (p *Program) Close() {
+	for i := len(p.cleanups) - 1; i >= 0; i-- {
+		p.cleanups[i]()
+	}
+	p.cleanups = nil
+}

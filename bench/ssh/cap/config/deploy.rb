@@ -1,0 +1,11 @@
+lock "~> 3.17"
+set :application, "bench"
+set :repo_url, ENV.fetch("BENCH_REPO")
+set :branch, "main"
+set :deploy_to, ENV.fetch("BENCH_ROOT")
+set :keep_releases, 5
+set :linked_files, [".env"]
+set :linked_dirs, ["public/uploads"]
+set :format, :airbrussh
+set :log_level, :warn
+set :pty, false
