@@ -12,6 +12,7 @@ import (
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var opts deploy.DeployOptions
+	var strategy string
 	cmd := &cobra.Command{
 		Use:   "deploy",
 		Short: "Ship the source as a new release and activate it",
@@ -21,6 +22,16 @@ Phases: lock every host; prepare the release (upload only what changed, link sha
 paths, run before_activate hooks); swap current on every host; run after_activate
 hooks; clean up old releases. A failure before the swap changes no host's current.` + exitStatusHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch strategy {
+			case "all":
+			case "rolling":
+				opts.Rolling = true
+			default:
+				return fmt.Errorf("--strategy must be all or rolling, not %q: %w", strategy, errUsage)
+			}
+			if opts.Batch < 1 {
+				return fmt.Errorf("--batch must be 1 or more: %w", errUsage)
+			}
 			cfg, err := g.load()
 			if err != nil {
 				return err
@@ -49,6 +60,8 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan and touch nothing")
 	f.BoolVar(&opts.KeepFailed, "keep-failed", false, "keep a release that failed to prepare, for inspection")
 	f.DurationVar(&opts.LockWait, "lock-wait", 0, "wait this long for another run's lock (e.g. 2m)")
+	f.StringVar(&strategy, "strategy", "all", "activation: all (every host at once) or rolling (--batch hosts at a time)")
+	f.IntVar(&opts.Batch, "batch", 1, "hosts per batch with --strategy rolling")
 	return cmd
 }
 

@@ -4,22 +4,73 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
+
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
 )
 
 // reporter prints one line per step per host to stderr:
 //
 //	local  upload    20261127-101502: 2,013 files, 1 sent (4.1 kB), 2,012 reused (0.21s)
+//
+// On a terminal, uploads show a progress bar per host (mpb); lines are then printed above the
+// bars. Off a terminal (CI logs) there are only the lines.
 type reporter struct {
-	mu      sync.Mutex
-	w       io.Writer
-	quiet   bool
-	partial map[string][]byte // hook output not yet ended by a newline, per host
+	mu       sync.Mutex
+	w        io.Writer
+	quiet    bool
+	terminal bool
+	partial  map[string][]byte // hook output not yet ended by a newline, per host
+	bars     *mpb.Progress
+	active   int
 }
 
 func newReporter(g *globals) *reporter {
-	return &reporter{w: g.stderr, quiet: g.quiet || g.json, partial: map[string][]byte{}}
+	r := &reporter{w: g.stderr, quiet: g.quiet || g.json, partial: map[string][]byte{}}
+	if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		r.terminal = true
+	}
+	return r
+}
+
+// out is where lines go: above the bars while there are any.
+func (r *reporter) out() io.Writer {
+	if r.bars != nil {
+		return r.bars
+	}
+	return r.w
+}
+
+// Progress implements deploy.Reporter.
+func (r *reporter) Progress(host string, total int64) (func(int64), func()) {
+	if r.quiet || !r.terminal || total == 0 {
+		return func(int64) {}, func() {}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.bars == nil {
+		r.bars = mpb.New(mpb.WithOutput(r.w), mpb.WithWidth(40))
+	}
+	r.active++
+	bar := r.bars.AddBar(total, mpb.BarRemoveOnComplete(),
+		mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-6s upload ", host)), decor.CountersKiloByte("% .1f / % .1f")),
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5})))
+	var once sync.Once
+	return bar.IncrInt64, func() {
+		once.Do(func() {
+			bar.Abort(true)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if r.active--; r.active == 0 {
+				r.bars.Wait()
+				r.bars = nil
+			}
+		})
+	}
 }
 
 func (r *reporter) Step(host, step, msg string, took time.Duration) {
@@ -28,13 +79,13 @@ func (r *reporter) Step(host, step, msg string, took time.Duration) {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.w, "%-6s %-9s %s (%s)\n", host, step, msg, round(took))
+	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", host, step, msg, round(took))
 }
 
 func (r *reporter) Warn(host, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.w, "ferry: warning: %s: %s\n", host, msg)
+	fmt.Fprintf(r.out(), "ferry: warning: %s: %s\n", host, msg)
 }
 
 // Output prints command output line by line, each prefixed by its host.
@@ -50,7 +101,7 @@ func (r *reporter) Output(host string, p []byte) {
 		if i < 0 {
 			break
 		}
-		fmt.Fprintf(r.w, "%-6s | %s\n", host, buf[:i])
+		fmt.Fprintf(r.out(), "%-6s | %s\n", host, buf[:i])
 		buf = buf[i+1:]
 	}
 	r.partial[host] = append([]byte(nil), buf...)

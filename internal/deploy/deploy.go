@@ -2,16 +2,19 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/transfer"
+	"golang.org/x/sync/errgroup"
 )
 
 // DeployOptions are the flags of 'ferry deploy'.
@@ -20,6 +23,10 @@ type DeployOptions struct {
 	Message    string
 	DryRun     bool
 	KeepFailed bool
+	// Rolling activates Batch hosts at a time, stopping at the first batch that fails; the
+	// default activates every host at once.
+	Rolling bool
+	Batch   int
 }
 
 // HostResult is what a deploy did on one host.
@@ -38,6 +45,39 @@ type Result struct {
 	Hosts    []*HostResult `json:"hosts"`
 	Duration time.Duration `json:"duration_ns"`
 	Plans    []*Plan       `json:"plans,omitempty"` // dry run only
+}
+
+// activateAll switches every host over at once, or batch by batch with Rolling. A rolling
+// deploy stops at the first batch whose activation or health check fails: that batch is swapped
+// back, the batches before it stay on the new release, the ones after it were never touched.
+func activateAll(ctx context.Context, cfg *config.Config, opts DeployOptions, moves []*move, id string, rep Reporter) error {
+	if !opts.Rolling {
+		return switchover(ctx, cfg, moves, id, release.EventActivate, true, rep)
+	}
+	batch := max(opts.Batch, 1)
+	var done []string
+	for i := 0; i < len(moves); i += batch {
+		part := moves[i:min(i+batch, len(moves))]
+		if err := switchover(ctx, cfg, part, id, release.EventActivate, true, rep); err != nil {
+			var rest []string
+			for _, m := range moves[i+len(part):] {
+				rest = append(rest, m.Name)
+			}
+			return fmt.Errorf("rolling deploy stopped at batch %d: %w; on %s: %s; untouched: %s",
+				i/batch+1, err, id, orNone(done), orNone(rest))
+		}
+		for _, m := range part {
+			done = append(done, m.Name)
+		}
+	}
+	return nil
+}
+
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }
 
 // hostRun is the state of one host during a deploy.
@@ -132,7 +172,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	for i, run := range runs {
 		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared}
 	}
-	if err := switchover(actx, cfg, moves, id, release.EventActivate, true, rep); err != nil {
+	if err := activateAll(actx, cfg, opts, moves, id, rep); err != nil {
 		return nil, fmt.Errorf("activate %s: %w", id, err)
 	}
 
@@ -209,10 +249,10 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if remote {
 		before = counter.BytesSent()
 	}
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(run.plan.Write(pw, src, id, nil)) }()
-	if err := root.Host.Unpack(ctx, root.ReleasesDir(), pr); err != nil {
-		pr.CloseWithError(err)
+	add, done := rep.Progress(run.Name, stats.SentBytes)
+	err = upload(ctx, root, run.plan, src, id, add)
+	done()
+	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
@@ -255,6 +295,44 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		return err
 	}
 	return root.Complete(id, data)
+}
+
+// uploadStreams is how many tar streams a large upload is split into.
+const uploadStreams = 4
+
+// upload sends the plan to the host as tar streams unpacked in releases/: one stream when few
+// files are sent (hard links are quick to make); when many are, a skeleton of directories and
+// symlinks first, then the files in uploadStreams streams unpacked in parallel, then the modes of
+// read-only directories.
+func upload(ctx context.Context, root *release.Root, plan *transfer.Plan, src, id string, add func(int64)) error {
+	unpack := func(write func(io.Writer) error) error {
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(write(pw)) }()
+		err := root.Host.Unpack(ctx, root.ReleasesDir(), pr)
+		pr.CloseWithError(errors.New("unpack ended"))
+		return err
+	}
+	if plan.Stats().Sent < 256 {
+		return unpack(func(w io.Writer) error { return plan.Write(w, src, id, add) })
+	}
+	if err := unpack(func(w io.Writer) error { return plan.WriteSkeleton(w, id) }); err != nil {
+		return err
+	}
+	var g errgroup.Group
+	for k := range uploadStreams {
+		g.Go(func() error {
+			return unpack(func(w io.Writer) error { return plan.WritePart(w, src, id, k, uploadStreams, add) })
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, d := range plan.ReadOnlyDirs() {
+		if err := root.Host.Chmod(root.ReleaseDir(id)+"/"+d.Path, d.Mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func hookOf(cfg *config.Config, h config.Hook) release.Hook {

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +68,30 @@ func TestIncrementalDeployWritesOnlyChangedFiles(t *testing.T) {
 	}
 	if same("public/index.html") {
 		t.Error("changed public/index.html shares its inode with the previous release")
+	}
+}
+
+func TestLargeUploadInParallelStreamsKeepsModes(t *testing.T) {
+	s := newSite(t, "")
+	for i := range 600 {
+		s.write(fmt.Sprintf("public/d%d/f%d.txt", i%7, i), strings.Repeat("x", i))
+	}
+	s.write("bin/run", "#!/bin/sh\n")
+	os.Chmod(filepath.Join(s.src, "bin/run"), 0o755)
+	s.write("locked/inside.txt", "ro")
+	os.Chmod(filepath.Join(s.src, "locked"), 0o500)
+	s.mustDeploy()
+	s.write("public/d0/f0.txt", "changed")
+	res, err := s.deploy()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.check() // every file's content and mode against the manifest
+	if st := res.Hosts[0].Stats; st.Sent != 1 || st.Reused != st.Files-1 {
+		t.Fatalf("stats = %+v", st)
+	}
+	if fi, _ := os.Stat(filepath.Join(s.root, "current/locked")); fi.Mode().Perm() != 0o500 {
+		t.Fatalf("locked/ mode = %v, want 0500", fi.Mode().Perm())
 	}
 }
 

@@ -147,6 +147,8 @@ func (r *recorder) Output(host string, p []byte) {
 	r.output.Write(p)
 }
 
+func (r *recorder) Progress(string, int64) (func(int64), func()) { return func(int64) {}, func() {} }
+
 func (r *recorder) warned(substr string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

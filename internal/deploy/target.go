@@ -26,6 +26,9 @@ type Reporter interface {
 	Warn(host, msg string)
 	// Output is raw output of a hook or service command.
 	Output(host string, p []byte)
+	// Progress starts showing an upload of total bytes to host: add reports bytes sent, done
+	// ends it. Either may be a no-op.
+	Progress(host string, total int64) (add func(int64), done func())
 }
 
 // Target is one host of the config, connected, with its root.

@@ -32,6 +32,7 @@ type Host interface {
 	// Rename is rename(2): atomic on one filesystem, replacing p's target when it is a file or link.
 	Rename(oldpath, newpath string) error
 	Remove(p string) error
+	Chmod(p string, mode fs.FileMode) error
 	// RemoveAll removes p and everything below it without following symlinks, making read-only
 	// directories writable as needed. A missing p is not an error.
 	RemoveAll(p string) error

@@ -125,6 +125,9 @@ func (*Local) Symlink(target, p string) error { return os.Symlink(target, p) }
 // Rename implements Host.
 func (*Local) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
 
+// Chmod implements Host.
+func (*Local) Chmod(p string, mode fs.FileMode) error { return os.Chmod(p, mode) }
+
 // Remove implements Host.
 func (*Local) Remove(p string) error { return os.Remove(p) }
 

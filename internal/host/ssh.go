@@ -438,6 +438,9 @@ func (h *SSH) Symlink(target, p string) error { return h.sftp.Symlink(target, p)
 // Rename implements Host with posix-rename@openssh.com, which is rename(2).
 func (h *SSH) Rename(oldpath, newpath string) error { return h.sftp.PosixRename(oldpath, newpath) }
 
+// Chmod implements Host.
+func (h *SSH) Chmod(p string, mode fs.FileMode) error { return h.sftp.Chmod(p, mode) }
+
 // Remove implements Host.
 func (h *SSH) Remove(p string) error { return h.sftp.Remove(p) }
 

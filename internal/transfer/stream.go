@@ -122,9 +122,40 @@ func (p *Plan) Stats() Stats {
 // the changed files and links the unchanged ones. progress, if set, is told of every byte sent.
 // A file whose content no longer matches the scan fails the stream with ErrSourceChanged.
 func (p *Plan) Write(w io.Writer, srcDir, id string, progress func(int64)) error {
+	return p.write(w, srcDir, id, func(int, Entry) bool { return true }, false, progress)
+}
+
+// WriteSkeleton writes the directories and symlinks of the plan, each directory writable by its
+// owner so that parallel streams can fill it (see ReadOnlyDirs).
+func (p *Plan) WriteSkeleton(w io.Writer, id string) error {
+	return p.write(w, "", id, func(_ int, e Entry) bool { return e.Type != TypeFile }, true, nil)
+}
+
+// WritePart writes the files of part k of n (by position), for n streams unpacked in parallel
+// after the skeleton: creating files is most of a deploy's time, and filesystems create them in
+// parallel much faster than one by one.
+func (p *Plan) WritePart(w io.Writer, srcDir, id string, k, n int, progress func(int64)) error {
+	return p.write(w, srcDir, id, func(i int, e Entry) bool { return e.Type == TypeFile && i%n == k }, false, progress)
+}
+
+// ReadOnlyDirs lists the directories whose mode WriteSkeleton widened, with their real mode.
+func (p *Plan) ReadOnlyDirs() []Entry {
+	var out []Entry
+	for _, e := range p.Manifest.Entries {
+		if e.Type == TypeDir && e.Mode&0o700 != 0o700 {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (p *Plan) write(w io.Writer, srcDir, id string, want func(int, Entry) bool, writableDirs bool, progress func(int64)) error {
 	tw := tar.NewWriter(w)
 	buf := make([]byte, 256<<10)
-	for _, e := range p.Manifest.Entries {
+	for i, e := range p.Manifest.Entries {
+		if !want(i, e) {
+			continue
+		}
 		hdr := &tar.Header{
 			Name:    id + "/" + e.Path,
 			Mode:    int64(e.Mode),
@@ -134,6 +165,9 @@ func (p *Plan) Write(w io.Writer, srcDir, id string, progress func(int64)) error
 		switch {
 		case e.Type == TypeDir:
 			hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
+			if writableDirs {
+				hdr.Mode |= 0o700
+			}
 		case e.Type == TypeSymlink:
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, e.Target
 		case p.Reused[e.Path]:
