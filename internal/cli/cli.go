@@ -77,7 +77,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pf.IntVar(&g.parallel, "parallel", 10, "hosts to work on at once")
 	root.AddCommand(
 		newInitCmd(g), newDeployCmd(g), newRollbackCmd(g), newReleasesCmd(g), newStatusCmd(g),
-		newCleanupCmd(g), newUnlockCmd(g), newVersionCmd(g),
+		newCleanupCmd(g), newUnlockCmd(g), newCheckCmd(g), newVersionCmd(g),
 	)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)

@@ -38,6 +38,7 @@ type Config struct {
 	Services     []Service `yaml:"services"`
 	Health       *Health   `yaml:"health"`
 	HookTimeout  Duration  `yaml:"hook_timeout"`
+	Check        Check     `yaml:"check"`
 
 	// Dir is the directory of the config file; a relative source is resolved against it.
 	Dir string `yaml:"-"`
@@ -115,6 +116,14 @@ func nodeError(node ast.Node, format string, args ...any) error {
 		e.line, e.col = tk.Position.Line, tk.Position.Column
 	}
 	return e
+}
+
+// Check tunes ferry check.
+type Check struct {
+	// Nginx is the command that prints nginx's whole configuration on each host.
+	Nginx string `yaml:"nginx"`
+	// Migrations are gitignore-style patterns of migration files, searched for destructive SQL.
+	Migrations []string `yaml:"migrations"`
 }
 
 // Hooks are shell commands run in the release directory.
@@ -232,6 +241,12 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 	}
 	if c.Reuse == "" {
 		c.Reuse = "link"
+	}
+	if c.Check.Nginx == "" {
+		c.Check.Nginx = "nginx -T"
+	}
+	if c.Check.Migrations == nil {
+		c.Check.Migrations = []string{"migrations/", "*.sql"}
 	}
 	if c.HookTimeout == 0 {
 		c.HookTimeout = Duration(DefaultHookTimeout)
@@ -442,7 +457,7 @@ func yamlKey(field string) string {
 		field = field[i+1:]
 	}
 	for _, t := range []reflect.Type{reflect.TypeFor[Config](), reflect.TypeFor[Host](), reflect.TypeFor[Hook](),
-		reflect.TypeFor[Service](), reflect.TypeFor[Health](), reflect.TypeFor[Build](), reflect.TypeFor[Shared](), reflect.TypeFor[Hooks]()} {
+		reflect.TypeFor[Service](), reflect.TypeFor[Health](), reflect.TypeFor[Build](), reflect.TypeFor[Shared](), reflect.TypeFor[Hooks](), reflect.TypeFor[Check]()} {
 		if f, ok := t.FieldByName(field); ok {
 			if tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ","); tag != "" && tag != "-" {
 				return tag

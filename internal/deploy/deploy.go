@@ -142,6 +142,13 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		res.Hosts = append(res.Hosts, run.result)
 	}
 
+	// The cheap part of ferry check: migrations that break the code still running.
+	// The build is the same for every host; the first host's live release will do.
+	prev, _ := liveManifest(runs[0].Root, runs[0].state)
+	for _, f := range destructiveMigrations(cfg, full, prev) {
+		rep.Warn(runs[0].Name, "destructive migration "+f+": old code runs against the new schema until the swap; drop in a later release (expand and contract)")
+	}
+
 	// prepare: every host in parallel; nothing is swapped anywhere unless all succeed.
 	onceHost := onceTarget(targets)
 	user := release.CurrentHolder("").User
@@ -220,12 +227,18 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		}
 	}
 	manifest := full.Without(existing)
-	if cur := run.state.Find(run.state.Current); cur != nil && cur.Live() {
-		if data, err := root.Manifest(cur.ID); err == nil {
-			if m, err := transfer.ParseManifest(data); err == nil {
-				run.prevMan = m
-				run.result.Previous = cur.ID
+	if m, id := liveManifest(root, run.state); m != nil {
+		run.prevMan, run.result.Previous = m, id
+		if cfg.Reuse == transfer.ReuseLink {
+			ok, changed, err := reusable(ctx, root, id, m)
+			if err != nil {
+				rep.Warn(run.Name, fmt.Sprintf("cannot verify the files of %s (%v): sending every file", id, err))
+				ok = nil
+			} else if len(changed) > 0 {
+				rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
+					plural(len(changed), "file"), id, strings.Join(changed[:min(3, len(changed))], ", ")))
 			}
+			run.prevMan = ok
 		}
 	} else if run.state.Current != "" {
 		run.result.Previous = run.state.Current

@@ -44,13 +44,8 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 		if h, err := t.Root.Holder(); err == nil && h != nil {
 			p.Locked = h.String()
 		}
-		var prev *transfer.Manifest
-		if cur := st.Find(st.Current); cur != nil && cur.Live() {
-			if data, err := t.Root.Manifest(cur.ID); err == nil {
-				prev, _ = transfer.ParseManifest(data)
-				p.Previous = cur.ID
-			}
-		}
+		prev, prevID := liveManifest(t.Root, st)
+		p.Previous = prevID
 		existing, err := t.Root.SharedExisting(sharedPaths(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)

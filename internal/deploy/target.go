@@ -5,10 +5,12 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +18,7 @@ import (
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/transfer"
 )
 
 // Reporter receives what happens, host by host. Implementations must be safe for concurrent use.
@@ -161,4 +164,75 @@ func eachHostN(targets []*Target, n int, fn func(t *Target) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// liveManifest returns the manifest of the release current points at, and its id, or nil and
+// "" when there is no complete current release with a readable manifest.
+func liveManifest(root *release.Root, st *release.State) (*transfer.Manifest, string) {
+	cur := st.Find(st.Current)
+	if cur == nil || !cur.Live() {
+		return nil, ""
+	}
+	data, err := root.Manifest(cur.ID)
+	if err != nil {
+		return nil, ""
+	}
+	m, err := transfer.ParseManifest(data)
+	if err != nil {
+		return nil, ""
+	}
+	return m, cur.ID
+}
+
+// fileStat is a file's size and mtime as the host sees them.
+type fileStat struct {
+	Size  int64
+	MTime float64 // Unix seconds with fraction
+}
+
+// releaseFiles lists the regular files of release id with their size and mtime, with one find(1)
+// on the host (GNU find, as every Linux has).
+func releaseFiles(ctx context.Context, root *release.Root, id string) (map[string]fileStat, error) {
+	var out, errb bytes.Buffer
+	err := root.Host.Run(ctx, host.Command{
+		Script: "cd " + host.Quote(root.ReleaseDir(id)) + " && find . -type f -printf '%s %T@ %P\\0'",
+		Stdout: &out, Stderr: &errb})
+	if err != nil {
+		return nil, fmt.Errorf("list release %s: %w: %s", id, err, strings.TrimSpace(errb.String()))
+	}
+	files := map[string]fileStat{}
+	for _, rec := range strings.Split(out.String(), "\x00") {
+		size, rest, ok1 := strings.Cut(rec, " ")
+		mtime, p, ok2 := strings.Cut(rest, " ")
+		if !ok1 || !ok2 {
+			continue
+		}
+		n, _ := strconv.ParseInt(size, 10, 64)
+		t, _ := strconv.ParseFloat(mtime, 64)
+		files[p] = fileStat{Size: n, MTime: t}
+	}
+	return files, nil
+}
+
+// reusable returns prev less the files that no longer match it on the host (edited in place
+// since the release was made), so that they are sent instead of linked: a hard link would copy
+// the edit into the new release.
+func reusable(ctx context.Context, root *release.Root, id string, prev *transfer.Manifest) (*transfer.Manifest, []string, error) {
+	files, err := releaseFiles(ctx, root, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	out := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(prev.Entries))}
+	var changed []string
+	for _, e := range prev.Entries {
+		if e.Type == transfer.TypeFile {
+			f, ok := files[e.Path]
+			if !ok || f.Size != e.Size || int64(f.MTime) != e.MTime {
+				changed = append(changed, e.Path)
+				continue
+			}
+		}
+		out.Entries = append(out.Entries, e)
+	}
+	return out, changed, nil
 }

@@ -162,9 +162,15 @@ func (r *Root) State() (*State, error) {
 			rel.Status = StatusPreparing
 		}
 	}
-	if target, err := r.Host.Readlink(r.currentPath()); err == nil {
+	// A current that is not a link (a directory left by another tool) has no release; deploys
+	// refuse it with a hint, ferry check reports it.
+	if fi, err := r.Host.Lstat(r.currentPath()); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := r.Host.Readlink(r.currentPath())
+		if err != nil {
+			return nil, fmt.Errorf("read current: %w", err)
+		}
 		st.Current = releaseOfLink(target, r.releasesDir())
-	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrInvalid) {
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read current: %w", err)
 	}
 	for _, rel := range st.Releases {

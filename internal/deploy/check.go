@@ -1,0 +1,318 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/ferry-deploy/ferry/internal/check"
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/transfer"
+)
+
+// Check inspects every selected host for what breaks deploys of this kind: the layout, user
+// data living inside a release, nginx and PHP settings that serve stale code, an environment
+// change that needs a restart, and migrations that drop what running code still reads. It
+// changes nothing.
+func Check(ctx context.Context, cfg *config.Config, opts Options) ([]check.Finding, error) {
+	var build *transfer.Manifest
+	if m, err := transfer.Scan(cfg.SourceDir(), cfg.Exclude, transfer.OpenHashCache(cfg.SourceDir())); err == nil {
+		build = m
+	}
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(targets)
+	var all []check.Finding
+	for _, t := range targets {
+		c := &checker{ctx: ctx, cfg: cfg, t: t, build: build}
+		if err := c.run(); err != nil {
+			return all, fmt.Errorf("%s: %w", t.Name, err)
+		}
+		all = append(all, c.found...)
+	}
+	return all, nil
+}
+
+type checker struct {
+	ctx   context.Context
+	cfg   *config.Config
+	t     *Target
+	build *transfer.Manifest
+	st    *release.State
+	found []check.Finding
+}
+
+func (c *checker) add(sev check.Severity, code, what, fix string) {
+	c.found = append(c.found, check.Finding{Host: c.t.Name, Severity: sev, Code: code, What: what, Fix: fix})
+}
+
+// sh runs a command of the check on the host and returns its output.
+func (c *checker) sh(script string) (string, error) {
+	var out, errb bytes.Buffer
+	err := c.t.Root.Host.Run(c.ctx, host.Command{Script: script, Stdout: &out, Stderr: &errb})
+	if err != nil {
+		return out.String(), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
+	}
+	return out.String(), nil
+}
+
+func (c *checker) run() error {
+	r := c.t.Root
+	if _, err := r.Host.Lstat(r.Dir); errors.Is(err, fs.ErrNotExist) {
+		c.add(check.Info, "root-missing", fmt.Sprintf("%s does not exist yet", r.Dir), "the first ferry deploy creates it")
+		c.migrations(nil)
+		return nil
+	}
+	st, err := r.State()
+	if err != nil {
+		return err
+	}
+	c.st = st
+	c.layout()
+	c.userData()
+	c.sharedInBuild()
+	c.nginx()
+	c.opcache()
+	c.env()
+	prev, _ := liveManifest(r, st)
+	c.migrations(prev)
+	return nil
+}
+
+func (c *checker) layout() {
+	r := c.t.Root
+	q := host.Quote(r.Dir)
+	if _, err := c.sh("test -w " + q); err != nil {
+		c.add(check.Error, "root-not-writable", fmt.Sprintf("%s is not writable by this user", r.Dir), "chown the root to the deploy user, or deploy as its owner")
+	}
+	if out, err := c.sh("cd " + q + " && stat -c %d . releases"); err == nil {
+		if f := strings.Fields(out); len(f) == 2 && f[0] != f[1] {
+			c.add(check.Error, "releases-other-fs", "releases/ is on another filesystem than current: rename(2) cannot swap across filesystems", "keep releases/ inside the root's filesystem (no separate mount)")
+		}
+	}
+	if out, err := c.sh("df -Pk " + q + " | awk 'NR==2 {print $4}'"); err == nil && c.build != nil {
+		free, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
+		_, size := c.build.Files()
+		switch {
+		case free*1024 < size:
+			c.add(check.Error, "disk-full", fmt.Sprintf("%d kB free, the build is %d kB", free, size/1024), "free space or remove old releases (ferry cleanup)")
+		case free*1024 < 2*size:
+			c.add(check.Warning, "disk-low", fmt.Sprintf("only %d kB free for a %d kB build", free, size/1024), "free space; a first deploy or reuse: none writes the whole build")
+		}
+	}
+	entries, _ := r.Host.ReadDir(r.Dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "current.") {
+			c.add(check.Warning, "stale-temp-link", fmt.Sprintf("temporary link %s left by an interrupted swap", e.Name()), "the next deploy or cleanup removes it")
+		}
+	}
+	if fi, err := r.Host.Lstat(r.Dir + "/current"); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
+		c.add(check.Error, "current-not-link", "current is not a symlink: ferry cannot swap it", fmt.Sprintf("move it aside: mv %s/current %s/current.old", r.Dir, r.Dir))
+	}
+	for _, rel := range c.st.Incomplete() {
+		c.add(check.Warning, "incomplete-release", fmt.Sprintf("release %s was never completed", rel.ID), "the next deploy or ferry cleanup removes it")
+	}
+	if len(c.st.Unknown) > 0 {
+		c.add(check.Info, "unknown-releases", fmt.Sprintf("releases/ holds directories ferry did not deploy: %s", strings.Join(c.st.Unknown, ", ")), "ferry leaves them alone; remove them when you no longer need them")
+	}
+	if h, err := r.Holder(); err == nil && h != nil {
+		if h.Stale() {
+			c.add(check.Warning, "stale-lock", fmt.Sprintf("locked by %s, whose process is gone", h), "the next run takes it over")
+		} else {
+			c.add(check.Info, "locked", fmt.Sprintf("locked by %s", h), "wait for it, or 'ferry unlock' if that run is gone")
+		}
+	}
+}
+
+// userData finds files in the live release that its manifest does not have, or that changed
+// after the release was completed: state that the next deploys leave behind (pitfall one).
+func (c *checker) userData() {
+	r := c.t.Root
+	m, id := liveManifest(r, c.st)
+	if m == nil {
+		return
+	}
+	idx := m.Index()
+	completed := c.completedAt(id)
+	files, err := releaseFiles(c.ctx, r, id)
+	if err != nil {
+		return
+	}
+	shared := c.cfg.SharedPaths()
+	extra := map[string][]string{}
+	var changed []string
+	for p, f := range files {
+		if slices.ContainsFunc(shared, func(s string) bool { return p == s || strings.HasPrefix(p, s+"/") }) {
+			continue
+		}
+		e := idx[p]
+		if e == nil {
+			if int64(f.MTime) <= completed {
+				continue // made by a before_activate hook, part of the release
+			}
+			dir := filepath.Dir(p)
+			extra[dir] = append(extra[dir], p)
+			continue
+		}
+		if f.Size != e.Size || int64(f.MTime) != e.MTime {
+			changed = append(changed, p)
+		}
+	}
+	slices.Sort(changed)
+	for _, dir := range slices.Sorted(maps.Keys(extra)) {
+		files := extra[dir]
+		slices.Sort(files)
+		c.add(check.Warning, "state-in-release",
+			fmt.Sprintf("%d file(s) in %s of the live release %s are not part of the release (%s): data written there is lost when the release is cleaned up",
+				len(files), dir, id, strings.Join(files[:min(3, len(files))], ", ")),
+			fmt.Sprintf("add %q to shared.dirs, move the files into %s/%s, and deploy", dir, r.SharedDir(), dir))
+	}
+	if len(changed) > 0 {
+		c.add(check.Warning, "release-modified",
+			fmt.Sprintf("%d file(s) of the live release %s changed after it was deployed (%s)", len(changed), id, strings.Join(changed[:min(3, len(changed))], ", ")),
+			"the next deploy ships the build's version; make the change in the build, or list the path under shared:")
+	}
+}
+
+// completedAt is when release id was completed, in the host's clock and Unix seconds: the mtime
+// of its manifest, written last. Files of the release no newer than that were made while it was
+// prepared (by hooks); newer ones were written into it since.
+func (c *checker) completedAt(id string) int64 {
+	fi, err := c.t.Root.Host.Lstat(c.t.Root.Dir + "/.ferry/manifests/" + id + ".json")
+	if err != nil {
+		return 0
+	}
+	return fi.ModTime().Unix()
+}
+
+func (c *checker) sharedInBuild() {
+	if c.build == nil {
+		return
+	}
+	existing, _ := c.t.Root.SharedExisting(sharedPaths(c.cfg))
+	for _, p := range existing {
+		if c.build.Has(p) {
+			c.add(check.Warning, "shared-in-build", fmt.Sprintf("the build ships %s, but shared/%s exists: the build's copy is dropped at every deploy", p, p), fmt.Sprintf("remove %s from the build, or exclude it", p))
+		}
+	}
+}
+
+func (c *checker) nginx() {
+	out, err := c.sh(c.cfg.Check.Nginx + " 2>/dev/null")
+	if err != nil || out == "" {
+		c.add(check.Info, "nginx-unreadable", fmt.Sprintf("could not read nginx's configuration with %q", c.cfg.Check.Nginx), "set check.nginx to a command that prints it (e.g. sudo nginx -T)")
+		return
+	}
+	reloads := slices.ContainsFunc(c.cfg.Services, func(s config.Service) bool {
+		return strings.Contains(s.Reload+s.Restart, "nginx")
+	})
+	root := c.t.Root.Dir
+	for _, srv := range check.ParseNginx(out) {
+		serves := false
+		for _, p := range srv.Roots {
+			under, viaCurrent := check.UnderRoot(p, root)
+			if !under {
+				continue
+			}
+			serves = true
+			if !viaCurrent {
+				c.add(check.Error, "nginx-root-not-current", fmt.Sprintf("nginx server %q serves %s, not a path under %s/current", srv.Names, p, root), "point root at "+root+"/current/public (or wherever the document root is inside a release)")
+			}
+		}
+		if !serves {
+			continue
+		}
+		if srv.OpenFileCache && !reloads {
+			c.add(check.Warning, "nginx-open-file-cache", fmt.Sprintf("nginx server %q has open_file_cache on and no service reloads nginx: it keeps serving the old release", srv.Names), "turn open_file_cache off for this server, or add services: [{name: nginx, reload: nginx -s reload}]")
+		}
+		if srv.DocumentRootPH {
+			c.add(check.Warning, "nginx-document-root", fmt.Sprintf("nginx server %q passes $document_root to PHP: PHP sees .../current/... and opcache can serve the old release", srv.Names), "use $realpath_root in SCRIPT_FILENAME and DOCUMENT_ROOT")
+		}
+	}
+}
+
+func (c *checker) opcache() {
+	out, err := c.sh(`command -v php >/dev/null && php -r 'echo ini_get("opcache.validate_timestamps");'`)
+	if err != nil || strings.TrimSpace(out) != "0" {
+		return
+	}
+	if !slices.ContainsFunc(c.cfg.Services, func(s config.Service) bool { return strings.Contains(s.Reload+s.Restart, "php") }) {
+		c.add(check.Warning, "opcache-no-reload", "opcache.validate_timestamps=0 and no service reloads PHP-FPM: compiled code of old paths stays until a reload", "add services: [{name: php-fpm, reload: ...}], or serve PHP through $realpath_root")
+	}
+}
+
+// env reports a shared file that changed since the last activation when no service restarts.
+func (c *checker) env() {
+	now, err := c.t.Root.SharedHashes(c.cfg.Shared.Files)
+	if err != nil {
+		return
+	}
+	changed := release.ChangedShared(c.st.LastShared, now)
+	if len(changed) > 0 && !hasRestart(c.cfg) {
+		c.add(check.Warning, "env-changed-no-restart", fmt.Sprintf("shared %s changed since the last activation, and no service has a restart command: processes that read it at boot keep the old values", strings.Join(changed, ", ")), "give the app's service a restart: command; ferry runs it instead of reload when a shared file changed")
+	}
+}
+
+// migrations warns about destructive SQL in migration files that are new or changed since prev.
+func (c *checker) migrations(prev *transfer.Manifest) {
+	for _, f := range destructiveMigrations(c.cfg, c.build, prev) {
+		c.add(check.Warning, "destructive-migration", f, "expand and contract: ship the code that stops using the column or table first, and drop it in a later release; old code runs against the migrated schema until the swap")
+	}
+}
+
+// destructiveMigrations lists "file: statement" for migration files of build that are new or
+// changed since prev and hold destructive SQL.
+func destructiveMigrations(cfg *config.Config, build, prev *transfer.Manifest) []string {
+	if build == nil {
+		return nil
+	}
+	var old map[string]*transfer.Entry
+	if prev != nil {
+		old = prev.Index()
+	}
+	var out []string
+	for _, e := range build.Entries {
+		if e.Type != transfer.TypeFile || !isMigration(e.Path, cfg.Check.Migrations) || e.Size > 4<<20 {
+			continue
+		}
+		if o := old[e.Path]; o != nil && o.Hash == e.Hash {
+			continue
+		}
+		f, err := os.Open(filepath.Join(cfg.SourceDir(), filepath.FromSlash(e.Path)))
+		if err != nil {
+			continue
+		}
+		text, _ := io.ReadAll(f)
+		f.Close()
+		for _, stmt := range check.DestructiveSQL(string(text)) {
+			out = append(out, fmt.Sprintf("%s: %s", e.Path, stmt))
+		}
+	}
+	return out
+}
+
+// isMigration matches p, or one of its directories, against the patterns.
+func isMigration(p string, patterns []string) bool {
+	if transfer.Excluded(p, false, patterns) {
+		return true
+	}
+	for dir := filepath.Dir(p); dir != "." && dir != "/"; dir = filepath.Dir(dir) {
+		if transfer.Excluded(dir, true, patterns) {
+			return true
+		}
+	}
+	return false
+}
