@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ferry-deploy/ferry/internal/invariants"
+	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
 // buildFerry compiles the real binary once per test binary run.
@@ -38,11 +39,35 @@ type crashSite struct {
 	root   string
 	build  string
 	shared []string
+	env    []string // extra environment of ferry (HOME for SSH)
+	hosts  string   // the hosts: section
 }
 
 func newCrashSite(t *testing.T, files int, hook string) *crashSite {
+	return newCrashSiteOn(t, files, hook, "", nil)
+}
+
+// newCrashSiteSSH deploys over SSH to a real sshd on loopback, with ~/.ssh set up in a HOME of
+// the test's own.
+func newCrashSiteSSH(t *testing.T, files int) *crashSite {
+	client := webtest.NewSSHClient(t)
+	server := webtest.StartSSHD(t, client, false)
+	client.Alias(t, "web1", server)
+	home := t.TempDir()
+	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
+	for name, from := range map[string]string{"config": client.Config, "known_hosts": client.KnownHosts} {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(home, ".ssh", name), b, 0o600)
+	}
+	return newCrashSiteOn(t, files, "true", "hosts:\n  - ssh: web1\n", []string{"HOME=" + home})
+}
+
+func newCrashSiteOn(t *testing.T, files int, hook, hosts string, env []string) *crashSite {
 	t.Helper()
-	s := &crashSite{t: t, bin: buildFerry(t), dir: t.TempDir(), shared: []string{".env", "public/uploads"}}
+	s := &crashSite{t: t, bin: buildFerry(t), dir: t.TempDir(), shared: []string{".env", "public/uploads"}, env: env, hosts: hosts}
 	s.root = filepath.Join(s.dir, "srv")
 	s.build = filepath.Join(s.dir, "build")
 	for i := range files {
@@ -52,7 +77,7 @@ func newCrashSite(t *testing.T, files int, hook string) *crashSite {
 			t.Fatal(err)
 		}
 	}
-	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %s\n", s.root, hook)
+	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %s\n%s", s.root, hook, s.hosts)
 	if err := os.WriteFile(filepath.Join(s.dir, "ferry.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +87,7 @@ func newCrashSite(t *testing.T, files int, hook string) *crashSite {
 func (s *crashSite) command(args ...string) *exec.Cmd {
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir
+	cmd.Env = append(os.Environ(), s.env...)
 	return cmd
 }
 
@@ -98,7 +124,7 @@ func (s *crashSite) check(settled bool) {
 func lastStep(stderr string) string {
 	step := "start"
 	for _, line := range strings.Split(stderr, "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "local" {
+		if f := strings.Fields(line); len(f) >= 2 && (f[0] == "local" || f[0] == "web1") {
 			step = f[1]
 		}
 	}
@@ -114,7 +140,20 @@ func TestKilledDeployNeverBreaksCurrent(t *testing.T) {
 	if os.Getenv("FERRY_TEST_SOAK") != "" {
 		kills = 200
 	}
-	s := newCrashSite(t, 5000, "true")
+	killLoop(t, newCrashSite(t, 5000, "true"), kills)
+}
+
+// TestKilledSSHDeployNeverBreaksCurrent does the same to deploys over SSH: 10 kills by default,
+// 100 with FERRY_TEST_SOAK=1.
+func TestKilledSSHDeployNeverBreaksCurrent(t *testing.T) {
+	kills := 10
+	if os.Getenv("FERRY_TEST_SOAK") != "" {
+		kills = 100
+	}
+	killLoop(t, newCrashSiteSSH(t, 2000), kills)
+}
+
+func killLoop(t *testing.T, s *crashSite, kills int) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))

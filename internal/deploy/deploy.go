@@ -27,6 +27,8 @@ type DeployOptions struct {
 	// default activates every host at once.
 	Rolling bool
 	Batch   int
+	// Now is the clock release ids are made from; tests turn it back.
+	Now func() time.Time
 }
 
 // HostResult is what a deploy did on one host.
@@ -136,7 +138,11 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		runs[i] = &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name}}
 		states[i] = st
 	}
-	id := release.NewID(time.Now(), states...)
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
+	}
+	id := release.NewID(now(), states...)
 	res := &Result{Release: id}
 	for _, run := range runs {
 		res.Hosts = append(res.Hosts, run.result)

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"os"
@@ -282,4 +283,37 @@ func TestSSHRollingDeployStopsAtTheFirstFailedBatch(t *testing.T) {
 		t.Fatalf("currents = %v: want web1 on the new release, web2 rolled back, web3 untouched on %s", got, good)
 	}
 	f.checkAll()
+}
+
+func TestSSHServerKilledMidUpload(t *testing.T) {
+	f := newFleet(t, 2, "")
+	good := f.mustDeployFleet()
+	big := make([]byte, 48<<20)
+	rand.Read(big) // incompressible: the upload takes a while
+	os.WriteFile(filepath.Join(f.src, "public/big.bin"), big, 0o644)
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.deploy()
+		done <- err
+	}()
+	waitFor(t, "web2's upload to start", func() bool {
+		entries, _ := os.ReadDir(filepath.Join(f.roots[1], "releases"))
+		return len(entries) == 2
+	})
+	f.servers[1].Stop()
+	err := <-done
+	if err == nil || !strings.Contains(err.Error(), "web2") {
+		t.Fatalf("err = %v, want a failure naming web2", err)
+	}
+	if diff := cmp.Diff(same(good, 2), f.currents()); diff != "" {
+		t.Fatalf("currents (-want +got):\n%s", diff)
+	}
+	// web1 is clean; web2, unreachable, keeps its partial release for the next run to remove,
+	// and its current is untouched.
+	for _, err := range invariants.Check(f.roots[0], invariants.Options{Settled: true}) {
+		t.Errorf("web1: %v", err)
+	}
+	for _, err := range invariants.Check(f.roots[1], invariants.Options{}) {
+		t.Errorf("web2: %v", err)
+	}
 }

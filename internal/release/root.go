@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"path"
 	"strings"
+	"time"
 
 	"github.com/ferry-deploy/ferry/internal/host"
 )
@@ -113,9 +114,16 @@ func (r *Root) Recover(warn func(string)) error {
 			return err
 		}
 		for _, e := range entries {
-			if n := e.Name(); strings.Contains(n, ".tmp-") || strings.Contains(n, ".new-") || strings.Contains(n, ".stale-") {
-				_ = r.Host.Remove(dir + "/" + n) // a temporary file of a killed run
+			n := e.Name()
+			if !strings.Contains(n, ".tmp-") && !strings.Contains(n, ".new-") && !strings.Contains(n, ".stale-") {
+				continue
 			}
+			// A run waiting for the lock writes lock.new-* and lock.stale-* while we hold it:
+			// only old ones are leftovers of a killed run.
+			if fi, err := e.Info(); err == nil && strings.HasPrefix(n, "lock.") && time.Since(fi.ModTime()) < 10*time.Minute {
+				continue
+			}
+			_ = r.Host.Remove(dir + "/" + n)
 		}
 	}
 	if err := r.emptyTrash(); err != nil {

@@ -1,0 +1,195 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/ferry-deploy/ferry/internal/invariants"
+	"github.com/ferry-deploy/ferry/internal/release"
+)
+
+// mountOrSkip mounts for a fault test; where mounting is impossible (not root, no privileges)
+// the test skips with the reason, and fails instead under FERRY_TEST_DISALLOW_SKIP.
+func mountOrSkip(t *testing.T, source, target, fstype string, flags uintptr, data string) {
+	t.Helper()
+	if err := unix.Mount(source, target, fstype, flags, data); err != nil {
+		msg := fmt.Sprintf("cannot mount %s on %s (%v): this fault needs root", fstype, target, err)
+		if os.Getenv("FERRY_TEST_DISALLOW_SKIP") != "" {
+			t.Fatalf("%s, and FERRY_TEST_DISALLOW_SKIP is set", msg)
+		}
+		t.Skip(msg)
+	}
+	t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+}
+
+// readOnlyBind makes dir read-only in place with a read-only bind mount.
+func readOnlyBind(t *testing.T, dir string) (undo func()) {
+	t.Helper()
+	mountOrSkip(t, dir, dir, "", unix.MS_BIND, "")
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		t.Fatalf("remount %s read-only: %v", dir, err)
+	}
+	return func() { unix.Unmount(dir, unix.MNT_DETACH) }
+}
+
+// snapshotShared records shared/ for a later comparison.
+func (s *site) snapshotShared() map[string]string {
+	s.t.Helper()
+	snap, err := invariants.Snapshot(filepath.Join(s.root, "shared"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return snap
+}
+
+func (s *site) sharedUnchanged(before map[string]string) {
+	s.t.Helper()
+	if diff := cmp.Diff(before, s.snapshotShared()); diff != "" {
+		s.t.Fatalf("shared/ changed (-before +after):\n%s", diff)
+	}
+}
+
+func TestFaultDiskFullDuringUpload(t *testing.T) {
+	s := newSite(t, "shared:\n  dirs: [public/uploads]\n")
+	os.MkdirAll(s.root, 0o755)
+	mountOrSkip(t, "tmpfs", s.root, "tmpfs", 0, "size=1m")
+	good := s.mustDeploy()
+	os.WriteFile(filepath.Join(s.root, "shared/public/uploads/photo.jpg"), []byte("jpeg"), 0o644)
+	before := s.snapshotShared()
+	s.write("public/big.bin", strings.Repeat("x", 2<<20)) // larger than the disk
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Fatalf("err = %v, want no space left", err)
+	}
+	if s.current() != good {
+		t.Fatalf("current = %s, want %s", s.current(), good)
+	}
+	s.check()
+	s.sharedUnchanged(before)
+	// Once there is room again, the next deploy goes through.
+	os.Remove(filepath.Join(s.src, "public/big.bin"))
+	s.mustDeploy()
+	s.sharedUnchanged(before)
+}
+
+func TestFaultReadOnlyReleasesDir(t *testing.T) {
+	s := newSite(t, "")
+	good := s.mustDeploy()
+	undo := readOnlyBind(t, filepath.Join(s.root, "releases"))
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), "read-only file system") {
+		t.Fatalf("err = %v, want a read-only file system error", err)
+	}
+	if s.current() != good {
+		t.Fatalf("current = %s", s.current())
+	}
+	undo()
+	s.check()
+	s.mustDeploy()
+}
+
+func TestFaultSharedNotWritable(t *testing.T) {
+	s := newSite(t, "shared:\n  files: [.env]\n  dirs: [storage]\n")
+	good := s.mustDeploy()
+	os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("SECRET=1\n"), 0o600)
+	before := s.snapshotShared()
+	// A new shared path must be created in shared/, which cannot be written.
+	s.cfg.Shared.Dirs = append(s.cfg.Shared.Dirs, "public/uploads")
+	undo := readOnlyBind(t, filepath.Join(s.root, "shared"))
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), `link shared dir "public/uploads"`) {
+		t.Fatalf("err = %v, want a failure linking the new shared dir", err)
+	}
+	undo()
+	if s.current() != good {
+		t.Fatalf("current = %s", s.current())
+	}
+	s.cfg.Shared.Dirs = s.cfg.Shared.Dirs[:1]
+	s.check()
+	s.sharedUnchanged(before)
+}
+
+func TestFaultConcurrentDeploys(t *testing.T) {
+	for _, n := range []int{2, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := newSite(t, "keep_releases: 10\nhooks:\n  before_activate:\n    - run: sleep 0.2\n")
+			s.mustDeploy()
+			var wg sync.WaitGroup
+			errs := make([]error, n)
+			for i := range n {
+				wg.Go(func() { _, errs[i] = s.deploy() })
+			}
+			wg.Wait()
+			ok, locked := 0, 0
+			for _, err := range errs {
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, release.ErrLocked):
+					locked++
+				default:
+					t.Errorf("unexpected error: %v", err)
+				}
+			}
+			if ok < 1 || ok+locked != n {
+				t.Fatalf("%d deploys at once: %d succeeded, %d locked out", n, ok, locked)
+			}
+			s.check()
+			// Queued with a lock wait, all of them go through, one after another.
+			for i := range n {
+				wg.Go(func() {
+					_, errs[i] = Deploy(context.Background(), s.cfg, DeployOptions{Options: Options{LockWait: time.Minute}}, s.rep)
+				})
+			}
+			wg.Wait()
+			for _, err := range errs {
+				if err != nil {
+					t.Fatalf("queued deploy: %v", err)
+				}
+			}
+			if got := len(s.releaseDirs()); got != 1+ok+n {
+				t.Fatalf("%d releases, want %d", got, 1+ok+n)
+			}
+			s.check()
+		})
+	}
+}
+
+func TestFaultClockGoesBackwards(t *testing.T) {
+	s := newSite(t, "")
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	deployAt := func(at time.Time) string {
+		t.Helper()
+		res, err := Deploy(context.Background(), s.cfg, DeployOptions{Now: func() time.Time { return at }}, s.rep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Release
+	}
+	a := deployAt(now)
+	b := deployAt(now.Add(-time.Hour)) // NTP stepped the clock back
+	c := deployAt(now)                 // and forward again, into a second already used
+	if a == b || a == c || b == c {
+		t.Fatalf("ids collide: %s %s %s", a, b, c)
+	}
+	if c != "20261127-120000-2" {
+		t.Fatalf("third id = %s, want the taken second suffixed", c)
+	}
+	// Order is the log's: rolling back from c goes to b, then to a, though b sorts first.
+	if r := s.mustRollback(""); r.To != b {
+		t.Fatalf("rollback went to %s, want %s", r.To, b)
+	}
+	if r := s.mustRollback(""); r.To != a {
+		t.Fatalf("second rollback went to %s, want %s", r.To, a)
+	}
+}
