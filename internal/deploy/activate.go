@@ -64,19 +64,29 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 		}
 		return err // nothing was swapped
 	}
-	err = eachMove(moves, func(m *move) error {
-		start := time.Now()
-		if err := swaps[m].Commit(); err != nil {
+	// The renames go out on every host at once, whatever --parallel says: each is one round trip.
+	start := time.Now()
+	err = eachHostN(targetsOf(moves), len(moves), func(t *Target) error {
+		m := moveOf(moves, t)
+		if err := swaps[m].Rename(); err != nil {
 			return err
 		}
 		m.swapped = true
-		if kind == release.EventRollback {
-			rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
-		} else {
-			rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
-		}
 		return nil
 	})
+	if err == nil {
+		err = eachMove(moves, func(m *move) error {
+			if err := swaps[m].Finish(); err != nil {
+				return err
+			}
+			if kind == release.EventRollback {
+				rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
+			} else {
+				rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
+			}
+			return nil
+		})
+	}
 	if err == nil {
 		err = eachMove(moves, func(m *move) error { return notify(ctx, cfg, m, to, m.restart, rep) })
 	}
@@ -181,11 +191,22 @@ func healthCheck(cfg *config.Config) service.Check {
 
 // eachMove runs fn for every host's move in parallel; errors are prefixed by host.
 func eachMove(moves []*move, fn func(m *move) error) error {
-	targets := make([]*Target, len(moves))
-	byTarget := map[*Target]*move{}
+	return eachHost(targetsOf(moves), func(t *Target) error { return fn(moveOf(moves, t)) })
+}
+
+func targetsOf(moves []*move) []*Target {
+	out := make([]*Target, len(moves))
 	for i, m := range moves {
-		targets[i] = m.Target
-		byTarget[m.Target] = m
+		out[i] = m.Target
 	}
-	return eachHost(targets, func(t *Target) error { return fn(byTarget[t]) })
+	return out
+}
+
+func moveOf(moves []*move, t *Target) *move {
+	for _, m := range moves {
+		if m.Target == t {
+			return m
+		}
+	}
+	return nil
 }

@@ -359,12 +359,26 @@ func (s *Swap) Abort() { _ = s.root.Host.Remove(s.tmp) }
 
 // Commit renames the link over current, makes it durable and logs it.
 func (s *Swap) Commit() error {
+	if err := s.Rename(); err != nil {
+		return err
+	}
+	return s.Finish()
+}
+
+// Rename is the swap itself: one rename(2) of the prepared link over current.
+func (s *Swap) Rename() error {
 	r := s.root
 	if err := r.Host.Rename(s.tmp, r.currentPath()); err != nil {
 		s.Abort()
 		return fmt.Errorf("swap current: %w", err)
 	}
 	s.ev.Time = time.Now().UTC() // the instant of the swap, before it is made durable
+	return nil
+}
+
+// Finish makes a renamed swap durable and logs it.
+func (s *Swap) Finish() error {
+	r := s.root
 	if err := r.Host.Sync(r.currentPath()); err != nil {
 		return fmt.Errorf("swap current: %w", err)
 	}
