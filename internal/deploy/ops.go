@@ -28,16 +28,11 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 			return nil, fmt.Errorf("%w: %w", err, config.ErrConfig)
 		}
 	}
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	targets, done, err := openLocked(ctx, cfg, opts, rep)
 	if err != nil {
 		return nil, err
 	}
-	defer closeAll(targets)
-	unlock, err := lockAll(ctx, targets, opts, false, rep)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
+	defer done()
 
 	var res *RollbackResult
 	var moves []*move
@@ -77,18 +72,28 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 	return res, nil
 }
 
-// Cleanup removes old, failed and incomplete releases on every host.
-func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) (map[string][]string, error) {
+// openLocked connects to the hosts of an existing deploy and locks them all; release unlocks
+// and disconnects.
+func openLocked(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) ([]*Target, func(), error) {
 	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer closeAll(targets)
 	unlock, err := lockAll(ctx, targets, opts, false, rep)
+	if err != nil {
+		closeAll(targets)
+		return nil, nil, err
+	}
+	return targets, func() { unlock(); closeAll(targets) }, nil
+}
+
+// Cleanup removes old, failed and incomplete releases on every host.
+func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) (map[string][]string, error) {
+	targets, done, err := openLocked(ctx, cfg, opts, rep)
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer done()
 	out := map[string][]string{}
 	for _, t := range targets {
 		start := time.Now()
