@@ -135,7 +135,12 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		runs[i] = &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name}}
+		run := &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name}}
+		run.prevMan, run.result.Previous = liveManifest(t.Root, st)
+		if run.prevMan == nil {
+			run.result.Previous = st.Current
+		}
+		runs[i] = run
 		states[i] = st
 	}
 	now := time.Now
@@ -150,8 +155,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 
 	// The cheap part of ferry check: migrations that break the code still running.
 	// The build is the same for every host; the first host's live release will do.
-	prev, _ := liveManifest(runs[0].Root, runs[0].state)
-	for _, f := range destructiveMigrations(cfg, full, prev) {
+	for _, f := range destructiveMigrations(cfg, full, runs[0].prevMan) {
 		rep.Warn(runs[0].Name, "destructive migration "+f+": old code runs against the new schema until the swap; drop in a later release (expand and contract)")
 	}
 
@@ -233,8 +237,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		}
 	}
 	manifest := full.Without(existing)
-	if m, id := liveManifest(root, run.state); m != nil {
-		run.prevMan, run.result.Previous = m, id
+	if m, id := run.prevMan, run.result.Previous; m != nil {
 		if cfg.Reuse == transfer.ReuseLink {
 			ok, changed, err := reusable(ctx, root, id, m)
 			if err != nil {
@@ -246,8 +249,6 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 			}
 			run.prevMan = ok
 		}
-	} else if run.state.Current != "" {
-		run.result.Previous = run.state.Current
 	}
 	if err := root.Begin(id, opts.Message, user); err != nil {
 		return err
