@@ -27,8 +27,8 @@ import (
 )
 
 var (
-	markerRe = regexp.MustCompile(`<meta name="release" content="([^"]+)">`)
-	assetRe  = regexp.MustCompile(`src="(/assets/[^"]+)"`)
+	markerRe = probe.ReleaseMarker
+	assetRe  = probe.ScriptAsset
 )
 
 type tool struct {

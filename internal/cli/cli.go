@@ -154,6 +154,23 @@ func (g *globals) load() (*config.Config, error) {
 	return config.Load(g.config)
 }
 
+// status reads every host's state for 'ferry status' and 'ferry releases'; with --json it has
+// already printed it.
+func (g *globals) status(cmd *cobra.Command) ([]*deploy.HostStatus, error) {
+	cfg, err := g.load()
+	if err != nil {
+		return nil, err
+	}
+	hosts, err := deploy.Status(cmd.Context(), cfg, g.options(cmd))
+	if err != nil {
+		return nil, err
+	}
+	if g.json {
+		return hosts, writeJSON(g, hosts)
+	}
+	return hosts, nil
+}
+
 // options builds the options every command shares.
 func (g *globals) options(cmd *cobra.Command) deploy.Options {
 	return deploy.Options{Hosts: g.hosts, Parallel: g.parallel, Command: "ferry " + cmd.Name()}

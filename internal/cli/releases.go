@@ -15,16 +15,9 @@ func newReleasesCmd(g *globals) *cobra.Command {
 		Use:   "releases",
 		Short: "List the releases on each host, oldest first",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
+			hosts, err := g.status(cmd)
+			if err != nil || g.json {
 				return err
-			}
-			hosts, err := deploy.Status(cmd.Context(), cfg, g.options(cmd))
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return writeJSON(g, hosts)
 			}
 			for i, h := range hosts {
 				if len(hosts) > 1 {

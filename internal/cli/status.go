@@ -5,8 +5,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/ferry-deploy/ferry/internal/deploy"
 )
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -14,16 +12,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Use:   "status",
 		Short: "Show the current release, the lock and leftovers on each host",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
+			hosts, err := g.status(cmd)
+			if err != nil || g.json {
 				return err
-			}
-			hosts, err := deploy.Status(cmd.Context(), cfg, g.options(cmd))
-			if err != nil {
-				return err
-			}
-			if g.json {
-				return writeJSON(g, hosts)
 			}
 			for _, h := range hosts {
 				w := g.stdout

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -19,8 +18,8 @@ import (
 )
 
 var (
-	markerRe = regexp.MustCompile(`<meta name="release" content="([^"]+)">`)
-	assetRe  = regexp.MustCompile(`src="(/assets/[^"]+)"`)
+	markerRe = probe.ReleaseMarker
+	assetRe  = probe.ScriptAsset
 )
 
 // op is a deploy or rollback as the load saw it: the version current shows after it.

@@ -16,6 +16,13 @@ import (
 	"time"
 )
 
+// The pages of the zero-downtime tests and benchmark name their release in a meta tag and load
+// one fingerprinted script.
+var (
+	ReleaseMarker = regexp.MustCompile(`<meta name="release" content="([^"]+)">`)
+	ScriptAsset   = regexp.MustCompile(`src="(/assets/[^"]+)"`)
+)
+
 // Result is one request.
 type Result struct {
 	Start, End time.Time
