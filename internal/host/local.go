@@ -330,6 +330,9 @@ func (*Local) Unpack(ctx context.Context, dir string, r io.Reader) error {
 	return nil
 }
 
+// unpackWorkers create files and links at once (8 measured no faster than 4 on 2 cores).
+const unpackWorkers = 4
+
 // smallFile is the size up to which a file is read into memory and written by a worker.
 const smallFile = 256 << 10
 
@@ -344,7 +347,7 @@ type unpacker struct {
 func newUnpacker(ctx context.Context) *unpacker {
 	u := &unpacker{work: make(chan func() error, 64)}
 	u.ctx, u.cancel = context.WithCancelCause(ctx)
-	for range 4 {
+	for range unpackWorkers {
 		u.wg.Go(func() {
 			for fn := range u.work {
 				if u.ctx.Err() != nil {
