@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -82,6 +83,28 @@ func orNone(names []string) string {
 	return strings.Join(names, ", ")
 }
 
+// preview is what a host's live release offers for reuse: its manifest less the files that no
+// longer match it (changed), when reuse is link.
+type preview struct {
+	id      string
+	man     *transfer.Manifest
+	changed []string
+	err     error
+}
+
+func previewHost(ctx context.Context, cfg *config.Config, t *Target) *preview {
+	st, err := t.Root.State()
+	if err != nil {
+		return &preview{}
+	}
+	m, id := liveManifest(t.Root, st)
+	p := &preview{id: id, man: m}
+	if m != nil && cfg.Reuse == transfer.ReuseLink {
+		p.man, p.changed, p.err = reusable(ctx, t.Root, id, m)
+	}
+	return p
+}
+
 // hostRun is the state of one host during a deploy.
 type hostRun struct {
 	*Target
@@ -101,10 +124,25 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 			return nil, err
 		}
 	}
+	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll(targets)
+	// While the build is scanned, each host reads its live release's manifest and checks its
+	// files: both are read-only and are used after the lock only if current has not moved.
+	previews := make([]*preview, len(targets))
+	var wg sync.WaitGroup
+	if !opts.DryRun {
+		for i, t := range targets {
+			wg.Go(func() { previews[i] = previewHost(ctx, cfg, t) })
+		}
+	}
 	scanStart := time.Now()
 	src := cfg.SourceDir()
 	cache := transfer.OpenHashCache(src)
 	full, err := transfer.Scan(src, cfg.Exclude, cache)
+	wg.Wait()
 	if err != nil {
 		return nil, err
 	}
@@ -112,12 +150,6 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	shared := sharedPaths(cfg)
 	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))
-
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
-	if err != nil {
-		return nil, err
-	}
-	defer closeAll(targets)
 	if opts.DryRun {
 		return dryRun(cfg, targets, full, start)
 	}
@@ -135,10 +167,19 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		run := &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name}}
-		run.prevMan, run.result.Previous = liveManifest(t.Root, st)
-		if run.prevMan == nil {
-			run.result.Previous = st.Current
+		run := &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name, Previous: st.Current}}
+		p := previews[i]
+		if cur := st.Find(st.Current); cur == nil || !cur.Live() || p.id != st.Current {
+			p = previewHost(ctx, cfg, t) // current moved while we scanned: look again, locked
+		}
+		run.prevMan = p.man
+		switch {
+		case p.err != nil:
+			rep.Warn(t.Name, fmt.Sprintf("cannot verify the files of %s (%v): sending every file", p.id, p.err))
+			run.prevMan = nil
+		case len(p.changed) > 0:
+			rep.Warn(t.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
+				plural(len(p.changed), "file"), p.id, strings.Join(p.changed[:min(3, len(p.changed))], ", ")))
 		}
 		runs[i] = run
 		states[i] = st
@@ -237,19 +278,6 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		}
 	}
 	manifest := full.Without(existing)
-	if m, id := run.prevMan, run.result.Previous; m != nil {
-		if cfg.Reuse == transfer.ReuseLink {
-			ok, changed, err := reusable(ctx, root, id, m)
-			if err != nil {
-				rep.Warn(run.Name, fmt.Sprintf("cannot verify the files of %s (%v): sending every file", id, err))
-				ok = nil
-			} else if len(changed) > 0 {
-				rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
-					plural(len(changed), "file"), id, strings.Join(changed[:min(3, len(changed))], ", ")))
-			}
-			run.prevMan = ok
-		}
-	}
 	if err := root.Begin(id, opts.Message, user); err != nil {
 		return err
 	}
