@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -61,12 +60,8 @@ func (c *checker) add(sev check.Severity, code, what, fix string) {
 
 // sh runs a command of the check on the host and returns its output.
 func (c *checker) sh(script string) (string, error) {
-	var out, errb bytes.Buffer
-	err := c.t.Root.Host.Run(c.ctx, host.Command{Script: script, Stdout: &out, Stderr: &errb})
-	if err != nil {
-		return out.String(), fmt.Errorf("%w: %s", err, strings.TrimSpace(errb.String()))
-	}
-	return out.String(), nil
+	out, err := c.t.Root.Host.Output(c.ctx, script)
+	return string(out), err
 }
 
 func (c *checker) run() error {

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,10 +121,24 @@ func TestNoRequestFailsDuringDeploysBehindNginx(t *testing.T) {
 	}
 	// A deploy carries the previous release's assets, so a page loaded just before it still
 	// loads its script just after. A rollback goes back to a release that never had the newer
-	// assets: only a page of the abandoned release, loaded across the rollback, may break.
+	// assets: a page of the abandoned release, loaded across the rollback, may break.
+	// Assets are kept for one release: a page load that spans two deploys (they come every few
+	// milliseconds here) may break as well.
 	for _, r := range results {
-		if r.Broken && !slices.ContainsFunc(ops, func(o op) bool { return o.rollback && o.start.Before(r.End) && o.end.After(r.Start) }) {
-			t.Fatalf("a page load across a deploy broke: page %s at %s", r.Marker, r.Start.Format("15:04:05.000"))
+		if !r.Broken {
+			continue
+		}
+		overlapping := 0
+		for _, o := range ops {
+			if o.start.Before(r.End) && o.end.After(r.Start) {
+				overlapping++
+				if o.rollback {
+					overlapping = 2
+				}
+			}
+		}
+		if overlapping < 2 {
+			t.Fatalf("a page load across one deploy broke: page %s at %s", r.Marker, r.Start.Format("15:04:05.000"))
 		}
 	}
 	if sum.Requests < 1000 {

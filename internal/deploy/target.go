@@ -5,7 +5,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -193,15 +192,12 @@ type fileStat struct {
 // releaseFiles lists the regular files of release id with their size and mtime, with one find(1)
 // on the host (GNU find, as every Linux has).
 func releaseFiles(ctx context.Context, root *release.Root, id string) (map[string]fileStat, error) {
-	var out, errb bytes.Buffer
-	err := root.Host.Run(ctx, host.Command{
-		Script: "cd " + host.Quote(root.ReleaseDir(id)) + " && find . -type f -printf '%s %T@ %P\\0'",
-		Stdout: &out, Stderr: &errb})
+	out, err := root.Host.Output(ctx, "cd "+host.Quote(root.ReleaseDir(id))+" && find . -type f -printf '%s %T@ %P\\0'")
 	if err != nil {
-		return nil, fmt.Errorf("list release %s: %w: %s", id, err, strings.TrimSpace(errb.String()))
+		return nil, fmt.Errorf("list release %s: %w", id, err)
 	}
 	files := map[string]fileStat{}
-	for _, rec := range strings.Split(out.String(), "\x00") {
+	for _, rec := range strings.Split(string(out), "\x00") {
 		size, rest, ok1 := strings.Cut(rec, " ")
 		mtime, p, ok2 := strings.Cut(rest, " ")
 		if !ok1 || !ok2 {

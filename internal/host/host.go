@@ -48,6 +48,10 @@ type Host interface {
 	// Run runs cmd with sh -c and waits for it.
 	Run(ctx context.Context, cmd Command) error
 
+	// Output runs one of ferry's own short commands and returns its output (stdout and stderr
+	// together); a non-zero exit is an error carrying that output.
+	Output(ctx context.Context, script string) ([]byte, error)
+
 	// DialContext connects to addr as seen from the host (its loopback is the host's own), for
 	// health checks.
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)

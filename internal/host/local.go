@@ -244,6 +244,15 @@ func (*Local) Run(ctx context.Context, c Command) error {
 	return err
 }
 
+// Output implements Host.
+func (*Local) Output(ctx context.Context, script string) ([]byte, error) {
+	out, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
 // DialContext implements Host.
 func (*Local) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
