@@ -44,12 +44,16 @@ func (r *Root) appendEvent(ev Event) error {
 		return err
 	}
 	line = append(line, '\n')
-	if data, err := r.Host.ReadFile(r.logPath()); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
-		line = append([]byte("\n"), line...)
+	// Only a crash can leave a torn line, so the log's end is read once per run, under the lock.
+	if !r.logTailChecked {
+		if data, err := r.Host.ReadFile(r.logPath()); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
+			line = append([]byte("\n"), line...)
+		}
 	}
 	if err := r.Host.AppendFile(r.logPath(), line); err != nil {
 		return fmt.Errorf("write log: %w", err)
 	}
+	r.logTailChecked = true
 	return nil
 }
 

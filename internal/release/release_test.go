@@ -252,7 +252,12 @@ func TestTornLogLineIsSkippedAndNextEventStartsANewLine(t *testing.T) {
 	f, _ := os.OpenFile(r.logPath(), os.O_APPEND|os.O_WRONLY, 0)
 	f.WriteString(`{"time":"2026-01-01T00:00:00Z","event":"comp`)
 	f.Close()
+	r = New(r.Host, r.Dir) // the next run, after the crash
 	prepare(t, r, "20260101-000001", "b")
+	events, _ := r.ReadLog()
+	if len(events) != 4 || events[2].Type != EventPrepare {
+		t.Fatalf("the event after the torn line was lost: %+v", events)
+	}
 	st, err := r.State()
 	if err != nil {
 		t.Fatal(err)

@@ -21,6 +21,8 @@ import (
 type Root struct {
 	Host host.Host
 	Dir  string // absolute path of <root> on the host
+
+	logTailChecked bool // this run has appended to the log, so it ends with a newline
 }
 
 // New returns the root at dir on h.
