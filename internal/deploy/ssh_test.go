@@ -317,3 +317,24 @@ func TestSSHServerKilledMidUpload(t *testing.T) {
 		t.Errorf("web2: %v", err)
 	}
 }
+
+func TestSSHProxyJump(t *testing.T) {
+	client := webtest.NewSSHClient(t)
+	bastion := webtest.StartSSHD(t, client, false)
+	web := webtest.StartSSHD(t, client, false)
+	client.Alias(t, "bastion", bastion)
+	client.AliasVia(t, "web", web, "bastion")
+	old := SSHOptions
+	SSHOptions = host.SSHOptions{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}}
+	defer func() { SSHOptions = old }()
+	s := newSite(t, "hosts:\n  - ssh: web\n")
+	id := s.mustDeploy()
+	if s.current() != id {
+		t.Fatalf("current = %s, want %s", s.current(), id)
+	}
+	// The connection to web goes through the bastion: without it, web cannot be reached.
+	bastion.Stop()
+	if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "ProxyJump bastion") {
+		t.Fatalf("with the bastion down: err = %v, want the ProxyJump hop named", err)
+	}
+}

@@ -201,6 +201,25 @@ func (h *SSH) dial(ctx context.Context, spec string, o SSHOptions, depth int) (*
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
+	return handshake(conn, t, addr, o)
+}
+
+// clientVia connects to spec through an established connection (a ProxyJump hop).
+func clientVia(ctx context.Context, via *ssh.Client, spec string, o SSHOptions) (*ssh.Client, error) {
+	t, err := resolve(spec, o)
+	if err != nil {
+		return nil, err
+	}
+	addr := net.JoinHostPort(t.host, t.port)
+	conn, err := via.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return handshake(conn, t, addr, o)
+}
+
+// handshake runs the SSH handshake for t on conn, closing conn if it fails.
+func handshake(conn net.Conn, t target, addr string, o SSHOptions) (*ssh.Client, error) {
 	cfg, err := clientConfig(t, addr, o)
 	if err != nil {
 		conn.Close()
@@ -214,29 +233,6 @@ func (h *SSH) dial(ctx context.Context, spec string, o SSHOptions, depth int) (*
 			return nil, hke
 		}
 		return nil, fmt.Errorf("ssh %s@%s: %w", t.user, addr, err)
-	}
-	return ssh.NewClient(c, chans, reqs), nil
-}
-
-func clientVia(ctx context.Context, via *ssh.Client, spec string, o SSHOptions) (*ssh.Client, error) {
-	t, err := resolve(spec, o)
-	if err != nil {
-		return nil, err
-	}
-	addr := net.JoinHostPort(t.host, t.port)
-	conn, err := via.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := clientConfig(t, addr, o)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, addr, cfg)
-	if err != nil {
-		conn.Close()
-		return nil, err
 	}
 	return ssh.NewClient(c, chans, reqs), nil
 }

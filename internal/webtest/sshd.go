@@ -50,13 +50,20 @@ func NewSSHClient(t TB) *SSHClient {
 }
 
 // Alias adds a Host entry to the client's ssh_config.
-func (c *SSHClient) Alias(t TB, alias string, s *SSHD) {
+func (c *SSHClient) Alias(t TB, alias string, s *SSHD) { c.AliasVia(t, alias, s, "") }
+
+// AliasVia adds a Host entry reached through the ProxyJump hop jump ("" for none).
+func (c *SSHClient) AliasVia(t TB, alias string, s *SSHD, jump string) {
 	f, err := os.OpenFile(c.Config, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
 	defer f.Close()
-	fmt.Fprintf(f, "Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n\n", alias, s.Port, c.KeyFile)
+	fmt.Fprintf(f, "Host %s\n  HostName 127.0.0.1\n  Port %s\n  User root\n  IdentityFile %s\n", alias, s.Port, c.KeyFile)
+	if jump != "" {
+		fmt.Fprintf(f, "  ProxyJump %s\n", jump)
+	}
+	fmt.Fprintln(f)
 }
 
 func writeKey(t TB, file string) ssh.PublicKey {
