@@ -18,7 +18,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/deploy"
-	"github.com/ferry-deploy/ferry/internal/host"
+	hostssh "github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/release"
 )
 
@@ -133,7 +133,7 @@ func hintFor(err error) string {
 	var he *release.HintError
 	var le *release.LockedError
 	var ce *config.Error
-	var hk *host.HostKeyError
+	var hk *hostssh.HostKeyError
 	switch {
 	case errors.As(err, &he):
 		return he.Hint

@@ -18,66 +18,58 @@ type move struct {
 	*Target
 	from    string            // where current pointed before; "" for a first deploy
 	last    map[string]string // hashes of shared files at the last activation
-	shared  map[string]string // hashes of shared files now
+	swap    *release.Swap     // prepared: the temporary link exists
+	wrapup  *release.Wrapup   // cleanup and unlock, run with the swap's log entry when nothing follows it
+	done    *release.Done     // what the wrapup did, once it ran
 	restart bool
 	swapped bool
 }
 
 // switchover points current at to on every host, tells the services, and polls the health
-// check. kind is release.EventActivate for a deploy or release.EventRollback for a rollback. When
-// any of that fails and undo is set, every host already swapped goes back to where it was (the
-// release to is then marked bad) and its services are told again; the error says so.
+// check. Every move's swap is prepared. kind is release.EventActivate for a deploy or
+// release.EventRollback for a rollback. When any of that fails and undo is set, every host
+// already swapped goes back to where it was (the release to is then marked bad) and its
+// services are told again; the error says so.
 func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind string, undo bool, rep Reporter) error {
-	files := cfg.Shared.Files
 	for _, m := range moves {
-		var err error
-		if m.shared, err = m.Root.SharedHashes(files); err != nil {
-			return fmt.Errorf("%s: %w", m.Name, err)
-		}
-		if changed := release.ChangedShared(m.last, m.shared); len(changed) > 0 && hasRestart(cfg) {
+		if changed := release.ChangedShared(m.last, m.swap.Shared()); len(changed) > 0 && hasRestart(cfg) {
 			m.restart = true
 			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
 		}
 	}
-	// Every host swaps at once, so the fleet runs mixed releases for as short a time as the
-	// slowest host's rename takes; then the services are told, also in parallel.
-	swaps := make(map[*move]*release.Swap, len(moves))
-	var mu sync.Mutex
-	err := eachMove(moves, func(m *move) error {
-		var s *release.Swap
-		var err error
-		if kind == release.EventRollback {
-			s, err = m.Root.PrepareRollback(to, m.from, m.shared)
-		} else {
-			s, err = m.Root.PrepareActivate(to, m.shared)
-		}
-		mu.Lock()
-		swaps[m] = s
-		mu.Unlock()
-		return err
-	})
-	if err != nil {
-		for _, s := range swaps {
-			if s != nil {
-				s.Abort()
-			}
-		}
-		return err // nothing was swapped
-	}
-	// The renames go out on every host at once, whatever --parallel says: each is one round trip.
+	// The renames go out on every host at once, whatever --parallel says: each is one round
+	// trip, so the fleet runs mixed releases for as short a time as the slowest rename takes.
 	start := time.Now()
-	err = eachHostN(targetsOf(moves), len(moves), func(t *Target) error {
+	err := eachHostN(targetsOf(moves), len(moves), func(t *Target) error {
 		m := moveOf(moves, t)
-		if err := swaps[m].Rename(); err != nil {
+		if err := m.swap.Rename(ctx); err != nil {
 			return err
 		}
 		m.swapped = true
 		return nil
 	})
+	if err != nil {
+		// Hosts that did not swap keep their temporary link: remove it.
+		_ = eachMove(moves, func(m *move) error {
+			if !m.swapped {
+				m.swap.Abort(context.WithoutCancel(ctx))
+			}
+			return nil
+		})
+	}
+	followed := len(cfg.Services) > 0 || cfg.Health != nil
 	if err == nil {
 		err = eachMove(moves, func(m *move) error {
-			if err := swaps[m].Finish(); err != nil {
+			var w *release.Wrapup
+			if !followed {
+				w = m.wrapup
+			}
+			d, err := m.swap.Finish(ctx, w)
+			if err != nil {
 				return err
+			}
+			if w != nil {
+				m.done = d
 			}
 			if kind == release.EventRollback {
 				rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
@@ -123,25 +115,29 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, rep Reporter) error {
 	var mu sync.Mutex
 	var stuck, after []error
-	eachMove(moves, func(m *move) error {
+	var back []string
+	fail := func(list *[]error, err error) {
+		mu.Lock()
+		*list = append(*list, err)
+		mu.Unlock()
+	}
+	_ = eachMove(moves, func(m *move) error {
 		if !m.swapped {
 			return nil
-		}
-		fail := func(list *[]error, err error) {
-			mu.Lock()
-			*list = append(*list, err)
-			mu.Unlock()
 		}
 		if m.from == "" {
 			fail(&stuck, fmt.Errorf("%s: no earlier release to go back to; current stays on %s", m.Name, bad))
 			return nil
 		}
 		start := time.Now()
-		if err := m.Root.RollbackTo(m.from, bad, m.shared); err != nil {
+		if err := m.Root.RollbackTo(ctx, m.from, bad, cfg.Shared.Files); err != nil {
 			fail(&stuck, fmt.Errorf("%s: could not swap back to %s: %w", m.Name, m.from, err))
 			return nil
 		}
 		m.swapped = false
+		mu.Lock()
+		back = append(back, m.Name)
+		mu.Unlock()
 		rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s; %s marked bad", m.from, bad), time.Since(start))
 		if err := notify(ctx, cfg, m, m.from, m.restart, rep); err != nil {
 			fail(&after, fmt.Errorf("%s: after swapping back: %w", m.Name, err))
@@ -151,7 +147,7 @@ func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, 
 	if len(stuck) > 0 {
 		return errors.Join(append(stuck, after...)...)
 	}
-	return errors.Join(append([]error{fmt.Errorf("every host is back on its previous release: %w", ErrRolledBack)}, after...)...)
+	return errors.Join(append([]error{fmt.Errorf("every swapped host is back on its previous release (%s): %w", strings.Join(back, ", "), ErrRolledBack)}, after...)...)
 }
 
 // ErrRolledBack tells that a failed activation was undone.

@@ -67,7 +67,7 @@ func TestFailingReloadSwapsBack(t *testing.T) {
 	if strings.Count(err.Error(), "config test failed") != 1 {
 		t.Errorf("the old release's reload failed too: %v", err)
 	}
-	st, _ := Status(context.Background(), s.cfg, Options{})
+	st, _ := Status(context.Background(), s.cfg, s.opts)
 	if r := st[0].Releases[1]; !r.Bad {
 		t.Fatalf("the release that failed to reload is not marked bad: %+v", r)
 	}

@@ -2,10 +2,9 @@ package deploy
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -29,7 +28,7 @@ func Check(ctx context.Context, cfg *config.Config, opts Options) ([]check.Findi
 	if m, err := transfer.Scan(cfg.SourceDir(), cfg.Exclude, transfer.OpenHashCache(cfg.SourceDir())); err == nil {
 		build = m
 	}
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +50,8 @@ type checker struct {
 	t     *Target
 	build *transfer.Manifest
 	st    *release.State
+	probe *release.Probe
+	live  *transfer.Manifest // the live release's manifest, if any
 	found []check.Finding
 }
 
@@ -60,30 +61,32 @@ func (c *checker) add(sev check.Severity, code, what, fix string) {
 
 // sh runs a command of the check on the host and returns its output.
 func (c *checker) sh(script string) (string, error) {
-	out, err := c.t.Root.Host.Output(c.ctx, script)
+	out, err := c.t.Root.Host.Script(c.ctx, script)
 	return string(out), err
 }
 
 func (c *checker) run() error {
 	r := c.t.Root
-	if _, err := r.Host.Lstat(r.Dir); errors.Is(err, fs.ErrNotExist) {
+	p, err := r.Probe(c.ctx, release.ProbeOptions{Live: true, Shared: sharedPaths(c.cfg), SharedFiles: c.cfg.Shared.Files})
+	if err != nil {
+		return err
+	}
+	if p.Missing {
 		c.add(check.Info, "root-missing", fmt.Sprintf("%s does not exist yet", r.Dir), "the first ferry deploy creates it")
 		c.migrations(nil)
 		return nil
 	}
-	st, err := r.State()
-	if err != nil {
-		return err
+	c.probe, c.st = p, p.State
+	if p.Live != nil && p.Live.Manifest != nil {
+		c.live, _ = transfer.ParseManifest(p.Live.Manifest)
 	}
-	c.st = st
 	c.layout()
 	c.userData()
 	c.sharedInBuild()
 	c.nginx()
 	c.opcache()
 	c.env()
-	prev, _ := liveManifest(r, st)
-	c.migrations(prev)
+	c.migrations(c.live)
 	return nil
 }
 
@@ -108,13 +111,13 @@ func (c *checker) layout() {
 			c.add(check.Warning, "disk-low", fmt.Sprintf("only %d kB free for a %d kB build", free, size/1024), "free space; a first deploy or reuse: none writes the whole build")
 		}
 	}
-	entries, _ := r.Host.ReadDir(r.Dir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "current.") {
-			c.add(check.Warning, "stale-temp-link", fmt.Sprintf("temporary link %s left by an interrupted swap", e.Name()), "the next deploy or cleanup removes it")
+	links, _ := c.sh("cd " + q + " && for f in current.*; do if [ -L \"$f\" ]; then printf '%s\\000' \"$f\"; fi; done")
+	for _, name := range strings.Split(links, "\x00") {
+		if name != "" {
+			c.add(check.Warning, "stale-temp-link", fmt.Sprintf("temporary link %s left by an interrupted swap", name), "the next deploy or cleanup removes it")
 		}
 	}
-	if fi, err := r.Host.Lstat(r.Dir + "/current"); err == nil && fi.Mode()&fs.ModeSymlink == 0 {
+	if c.probe.NotLink != "" {
 		c.add(check.Error, "current-not-link", "current is not a symlink: ferry cannot swap it", fmt.Sprintf("move it aside: mv %s/current %s/current.old", r.Dir, r.Dir))
 	}
 	for _, rel := range c.st.Incomplete() {
@@ -123,7 +126,7 @@ func (c *checker) layout() {
 	if len(c.st.Unknown) > 0 {
 		c.add(check.Info, "unknown-releases", fmt.Sprintf("releases/ holds directories ferry did not deploy: %s", strings.Join(c.st.Unknown, ", ")), "ferry leaves them alone; remove them when you no longer need them")
 	}
-	if h, err := r.Holder(); err == nil && h != nil {
+	if h := c.probe.Holder; h != nil {
 		if h.Stale() {
 			c.add(check.Warning, "stale-lock", fmt.Sprintf("locked by %s, whose process is gone", h), "the next run takes it over")
 		} else {
@@ -136,35 +139,49 @@ func (c *checker) layout() {
 // after the release was completed: state that the next deploys leave behind (pitfall one).
 func (c *checker) userData() {
 	r := c.t.Root
-	m, id := liveManifest(r, c.st)
-	if m == nil {
+	lv := c.probe.Live
+	if c.live == nil || len(lv.Changed) == 0 {
 		return
 	}
-	idx := m.Index()
-	completed := c.completedAt(id)
-	files, err := releaseFiles(c.ctx, r, id)
-	if err != nil {
-		return
-	}
+	idx := c.live.Index()
+	completed := c.completedAt(lv.ID)
 	shared := c.cfg.SharedPaths()
-	extra := map[string][]string{}
-	var changed []string
-	for p, f := range files {
+	// The host said which paths are newer than the manifest; their mtimes tell files made by a
+	// before_activate hook (part of the release) from files written since it was completed.
+	var script strings.Builder
+	script.WriteString("cd " + host.Quote(r.ReleaseDir(lv.ID)) + " || exit 1\n")
+	var paths []string
+	for _, p := range lv.Changed {
 		if slices.ContainsFunc(shared, func(s string) bool { return p == s || strings.HasPrefix(p, s+"/") }) {
 			continue
 		}
-		e := idx[p]
-		if e == nil {
-			if int64(f.MTime) <= completed {
-				continue // made by a before_activate hook, part of the release
-			}
-			dir := filepath.Dir(p)
-			extra[dir] = append(extra[dir], p)
+		if e := idx[p]; e != nil && e.Type == transfer.TypeDir {
 			continue
 		}
-		if f.Size != e.Size || int64(f.MTime) != e.MTime {
-			changed = append(changed, p)
+		paths = append(paths, p)
+		script.WriteString("if [ -d " + host.Quote(p) + " ] && [ ! -L " + host.Quote(p) + " ]; then printf 'd\\000'; else printf '%s\\000' \"$(stat -c %Y -- " + host.Quote(p) + " 2>/dev/null)\"; fi\n")
+	}
+	out, err := c.sh(script.String())
+	if err != nil {
+		return
+	}
+	mtimes := strings.Split(out, "\x00")
+	extra := map[string][]string{}
+	var changed []string
+	for i, p := range paths {
+		if i >= len(mtimes) || mtimes[i] == "d" {
+			continue
 		}
+		mtime, _ := strconv.ParseInt(mtimes[i], 10, 64)
+		if e := idx[p]; e != nil {
+			changed = append(changed, p)
+			continue
+		}
+		if mtime <= completed {
+			continue // made by a before_activate hook, part of the release
+		}
+		dir := filepath.Dir(p)
+		extra[dir] = append(extra[dir], p)
 	}
 	slices.Sort(changed)
 	for _, dir := range slices.Sorted(maps.Keys(extra)) {
@@ -172,34 +189,38 @@ func (c *checker) userData() {
 		slices.Sort(files)
 		c.add(check.Warning, "state-in-release",
 			fmt.Sprintf("%d file(s) in %s of the live release %s are not part of the release (%s): data written there is lost when the release is cleaned up",
-				len(files), dir, id, strings.Join(files[:min(3, len(files))], ", ")),
+				len(files), dir, lv.ID, strings.Join(files[:min(3, len(files))], ", ")),
 			fmt.Sprintf("add %q to shared.dirs, move the files into %s/%s, and deploy", dir, r.SharedDir(), dir))
 	}
 	if len(changed) > 0 {
 		c.add(check.Warning, "release-modified",
-			fmt.Sprintf("%d file(s) of the live release %s changed after it was deployed (%s)", len(changed), id, strings.Join(changed[:min(3, len(changed))], ", ")),
+			fmt.Sprintf("%d file(s) of the live release %s changed after it was deployed (%s)", len(changed), lv.ID, strings.Join(changed[:min(3, len(changed))], ", ")),
 			"the next deploy ships the build's version; make the change in the build, or list the path under shared:")
 	}
 }
 
-// completedAt is when release id was completed, in the host's clock and Unix seconds: the mtime
-// of its manifest, written last. Files of the release no newer than that were made while it was
-// prepared (by hooks); newer ones were written into it since.
+// completedAt is when release id was completed, in Unix seconds: the time of its complete event
+// in the log. Files of the release no newer than that were made while it was prepared (by hooks);
+// newer ones were written into it since.
 func (c *checker) completedAt(id string) int64 {
-	fi, err := c.t.Root.Host.Lstat(c.t.Root.Dir + "/.ferry/manifests/" + id + ".json")
+	out, err := c.sh("grep -F " + host.Quote(`"event":"complete","release":"`+id+`"`) + " " + host.Quote(c.t.Root.Dir+"/.ferry/log.jsonl") + " | tail -n 1")
 	if err != nil {
 		return 0
 	}
-	return fi.ModTime().Unix()
+	var ev release.Event
+	if json.Unmarshal([]byte(strings.TrimSpace(out)), &ev) != nil {
+		return 0
+	}
+	return ev.Time.Unix()
 }
 
 func (c *checker) sharedInBuild() {
 	if c.build == nil {
 		return
 	}
-	existing, _ := c.t.Root.SharedExisting(sharedPaths(c.cfg))
-	for _, p := range existing {
-		if c.build.Has(p) {
+	for _, sp := range sharedPaths(c.cfg) {
+		if _, ok := c.probe.Shared[sp.Path]; ok && c.build.Has(sp.Path) {
+			p := sp.Path
 			c.add(check.Warning, "shared-in-build", fmt.Sprintf("the build ships %s, but shared/%s exists: the build's copy is dropped at every deploy", p, p), fmt.Sprintf("remove %s from the build, or exclude it", p))
 		}
 	}
@@ -251,11 +272,7 @@ func (c *checker) opcache() {
 
 // env reports a shared file that changed since the last activation when no service restarts.
 func (c *checker) env() {
-	now, err := c.t.Root.SharedHashes(c.cfg.Shared.Files)
-	if err != nil {
-		return
-	}
-	changed := release.ChangedShared(c.st.LastShared, now)
+	changed := release.ChangedShared(c.st.LastShared, c.probe.SharedHashes)
 	if len(changed) > 0 && !hasRestart(c.cfg) {
 		c.add(check.Warning, "env-changed-no-restart", fmt.Sprintf("shared %s changed since the last activation, and no service has a restart command: processes that read it at boot keep the old values", strings.Join(changed, ", ")), "give the app's service a restart: command; ferry runs it instead of reload when a shared file changed")
 	}

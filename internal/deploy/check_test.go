@@ -31,7 +31,7 @@ func TestCheckFindsThePitfalls(t *testing.T) {
 	nginx := filepath.Join(dir, "nginx-T.txt")
 	s := newSite(t, "shared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: echo compiled > public/cache.txt\ncheck:\n  nginx: cat "+nginx+"\n")
 	s.mustDeploy()
-	findings, err := Check(context.Background(), s.cfg, Options{})
+	findings, err := Check(context.Background(), s.cfg, s.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestCheckFindsThePitfalls(t *testing.T) {
   }
 }`), 0o644)
 	os.Symlink("releases/x", filepath.Join(s.root, "current.abc123"))
-	findings, err = Check(context.Background(), s.cfg, Options{})
+	findings, err = Check(context.Background(), s.cfg, s.opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,9 @@ package deploy
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -9,13 +12,12 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/transfer"
-	"golang.org/x/sync/errgroup"
 )
 
 // DeployOptions are the flags of 'ferry deploy'.
@@ -65,6 +67,7 @@ func activateAll(ctx context.Context, cfg *config.Config, opts DeployOptions, mo
 			var rest []string
 			for _, m := range moves[i+len(part):] {
 				rest = append(rest, m.Name)
+				m.swap.Abort(ctx)
 			}
 			return fmt.Errorf("rolling deploy stopped at batch %d: %w; on %s: %s; untouched: %s",
 				i/batch+1, err, id, orNone(done), orNone(rest))
@@ -83,40 +86,23 @@ func orNone(names []string) string {
 	return strings.Join(names, ", ")
 }
 
-// preview is what a host's live release offers for reuse: its manifest less the files that no
-// longer match it (changed), when reuse is link.
-type preview struct {
-	id      string
-	man     *transfer.Manifest
-	changed []string
-	err     error
-}
-
-func previewHost(ctx context.Context, cfg *config.Config, t *Target) *preview {
-	st, err := t.Root.State()
-	if err != nil {
-		return &preview{}
-	}
-	m, id := liveManifest(t.Root, st)
-	p := &preview{id: id, man: m}
-	if m != nil && cfg.Reuse == transfer.ReuseLink {
-		p.man, p.changed, p.err = reusable(ctx, t.Root, id, m)
-	}
-	return p
-}
-
 // hostRun is the state of one host during a deploy.
 type hostRun struct {
-	*Target
+	*locked
 	state    *release.State
-	prevMan  *transfer.Manifest
-	plan     *transfer.Plan
+	prevID   string
+	prevRaw  []byte             // the live release's stored manifest
+	prevFull *transfer.Manifest // parsed
+	prevMan  *transfer.Manifest // what of it the host can reuse: files not changed since
 	result   *HostResult
 	prepared bool
+	swap     *release.Swap
 }
 
 // Deploy ships cfg's source to every selected host as a new release and activates it on all
-// of them, or on none.
+// of them, or on none. Each host costs a handful of requests: one probe (lock, recovery, state,
+// what changed in the live release), one upload that prepares the whole release, the swap's
+// rename, and one request that logs it, cleans up and unlocks.
 func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Reporter) (*Result, error) {
 	start := time.Now()
 	if cfg.Build != nil && !opts.DryRun {
@@ -124,65 +110,71 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 			return nil, err
 		}
 	}
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	targets, err := connect(ctx, cfg, opts.Options, !opts.DryRun, !opts.DryRun)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(targets)
-	// While the build is scanned, each host reads its live release's manifest and checks its
-	// files: both are read-only and are used after the lock only if current has not moved.
-	previews := make([]*preview, len(targets))
-	var wg sync.WaitGroup
-	if !opts.DryRun {
-		for i, t := range targets {
-			wg.Go(func() { previews[i] = previewHost(ctx, cfg, t) })
-		}
-	}
-	scanStart := time.Now()
 	src := cfg.SourceDir()
-	cache := transfer.OpenHashCache(src)
-	full, err := transfer.Scan(src, cfg.Exclude, cache)
-	wg.Wait()
-	if err != nil {
-		return nil, err
-	}
-	cache.Save()
-	shared := sharedPaths(cfg)
-	n, size := full.Without(cfg.SharedPaths()).Files()
-	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(scanStart))
 	if opts.DryRun {
+		full, err := scan(cfg, rep)
+		if err != nil {
+			return nil, err
+		}
 		return dryRun(cfg, targets, full, start)
 	}
 
-	unlock, err := lockAll(ctx, targets, opts.Options, true, rep)
+	// The build is scanned while every host is probed and locked.
+	cache := openCache(opts.CacheDir)
+	shared := sharedPaths(cfg)
+	var full *transfer.Manifest
+	var scanErr error
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		full, scanErr = scan(cfg, rep)
+	}()
+	probe := func(t *Target) release.ProbeOptions {
+		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared}
+	}
+	hosts, err := lockAll(ctx, targets, opts.Options, probe, false, true, rep)
+	<-scanned
+	if err == nil && scanErr != nil {
+		unlockAll(ctx, hosts)
+		return nil, scanErr
+	}
 	if err != nil {
 		return nil, err
 	}
-	defer unlock()
-
-	runs := make([]*hostRun, len(targets))
-	states := make([]*release.State, len(targets))
-	for i, t := range targets {
-		st, err := t.Root.State()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
+	// A first deploy creates the root only once the build is known to be good.
+	if slices.ContainsFunc(hosts, func(l *locked) bool { return l.probe.Missing }) {
+		unlockAll(ctx, hosts)
+		if hosts, err = lockAll(ctx, targets, opts.Options, probe, true, false, rep); err != nil {
+			return nil, err
 		}
-		run := &hostRun{Target: t, state: st, result: &HostResult{Host: t.Name, Previous: st.Current}}
-		p := previews[i]
-		if cur := st.Find(st.Current); cur == nil || !cur.Live() || p.id != st.Current {
-			p = previewHost(ctx, cfg, t) // current moved while we scanned: look again, locked
+	}
+	runs := make([]*hostRun, len(hosts))
+	// Every exit that does not give a host's lock back in its last request gives it back here.
+	defer func() {
+		var left []*locked
+		for _, run := range runs {
+			if run != nil && run.lease != nil {
+				left = append(left, run.locked)
+			}
 		}
-		run.prevMan = p.man
-		switch {
-		case p.err != nil:
-			rep.Warn(t.Name, fmt.Sprintf("cannot verify the files of %s (%v): sending every file", p.id, p.err))
-			run.prevMan = nil
-		case len(p.changed) > 0:
-			rep.Warn(t.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
-				plural(len(p.changed), "file"), p.id, strings.Join(p.changed[:min(3, len(p.changed))], ", ")))
-		}
-		runs[i] = run
-		states[i] = st
+		unlockAll(ctx, left)
+	}()
+	for i, l := range hosts {
+		runs[i] = &hostRun{locked: l, state: l.probe.State, result: &HostResult{Host: l.Name, Previous: l.probe.State.Current}}
+	}
+	states := make([]*release.State, len(runs))
+	err = eachHost(targetsOfRuns(runs), func(t *Target) error {
+		run := runOf(runs, t)
+		states[slices.Index(runs, run)] = run.state
+		return run.previous(ctx, cfg, cache, rep)
+	})
+	if err != nil {
+		return nil, err
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -196,28 +188,37 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 
 	// The cheap part of ferry check: migrations that break the code still running.
 	// The build is the same for every host; the first host's live release will do.
-	for _, f := range destructiveMigrations(cfg, full, runs[0].prevMan) {
+	for _, f := range destructiveMigrations(cfg, full, runs[0].prevFull) {
 		rep.Warn(runs[0].Name, "destructive migration "+f+": old code runs against the new schema until the swap; drop in a later release (expand and contract)")
 	}
 
 	// prepare: every host in parallel; nothing is swapped anywhere unless all succeed.
 	onceHost := onceTarget(targets)
 	user := release.CurrentHolder("").User
-	err = eachHost(targets, func(t *Target) error {
-		run := runs[slices.Index(targets, t)]
-		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, t == onceHost, rep)
+	err = eachHost(targetsOfRuns(runs), func(t *Target) error {
+		run := runOf(runs, t)
+		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, t == onceHost, rep)
 	})
 	if err != nil {
-		for _, run := range runs {
+		_ = eachHost(targetsOfRuns(runs), func(t *Target) error {
+			run := runOf(runs, t)
 			if !run.prepared {
-				continue
+				return nil
 			}
-			if ferr := run.Root.Fail(id, err, opts.KeepFailed); ferr != nil {
+			d, ferr := run.Root.Fail(context.WithoutCancel(ctx), id, err, opts.KeepFailed, &release.Wrapup{Lease: run.lease})
+			if ferr != nil {
 				rep.Warn(run.Name, fmt.Sprintf("could not remove failed release %s: %v", id, ferr))
-			} else if opts.KeepFailed {
+				return nil
+			}
+			run.lease = nil
+			for _, w := range d.Warnings {
+				rep.Warn(run.Name, w)
+			}
+			if opts.KeepFailed {
 				rep.Warn(run.Name, fmt.Sprintf("kept the failed release for inspection: %s", run.Root.ReleaseDir(id)))
 			}
-		}
+			return nil
+		})
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("interrupted while preparing %s; nothing was activated: %w", id, ctx.Err())
 		}
@@ -228,15 +229,19 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	actx := context.WithoutCancel(ctx)
 	moves := make([]*move, len(runs))
 	for i, run := range runs {
-		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared}
+		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared, swap: run.swap}
+		if !hasAfterActivate(cfg, run.Target == onceHost) {
+			moves[i].wrapup = run.wrapup(cfg, id)
+		}
 	}
 	if err := activateAll(actx, cfg, opts, moves, id, rep); err != nil {
 		return nil, fmt.Errorf("activate %s: %w", id, err)
 	}
 
 	// finish: problems here are warnings; the release stays live.
-	_ = eachHost(targets, func(t *Target) error {
-		run := runs[slices.Index(targets, t)]
+	_ = eachHost(targetsOfRuns(runs), func(t *Target) error {
+		run := runOf(runs, t)
+		m := moves[slices.Index(runs, run)]
 		for _, h := range cfg.Hooks.AfterActivate {
 			if h.Once && run.Target != onceHost {
 				continue
@@ -249,13 +254,24 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 			}
 			rep.Step(run.Name, "hook", h.Run, time.Since(hs))
 		}
-		cs := time.Now()
-		removed, err := run.Root.Cleanup(cfg.Keep(), "")
-		run.result.Removed = removed
-		if err != nil {
-			rep.Warn(run.Name, fmt.Sprintf("cleanup: %v", err))
-		} else if len(removed) > 0 {
-			rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(removed), "old release")), time.Since(cs))
+		d := m.done
+		if d == nil {
+			var err error
+			cs := time.Now()
+			if d, err = run.Root.Finish(actx, run.wrapup(cfg, id)); err != nil {
+				rep.Warn(run.Name, fmt.Sprintf("cleanup: %v", err))
+				return nil
+			}
+			if len(d.Removed) > 0 {
+				rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(d.Removed), "old release")), time.Since(cs))
+			}
+		} else if len(d.Removed) > 0 {
+			rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(d.Removed), "old release")), 0)
+		}
+		run.lease = nil
+		run.result.Removed = d.Removed
+		for _, w := range d.Warnings {
+			rep.Warn(run.Name, w)
 		}
 		return nil
 	})
@@ -263,71 +279,223 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	return res, nil
 }
 
+// wrapup is the end of a deploy on the host: old releases removed, the lock given up. The
+// state is the one read under the lock, with the new release complete and current.
+func (run *hostRun) wrapup(cfg *config.Config, id string) *release.Wrapup {
+	st := *run.state
+	st.Releases = append(append([]*release.Release(nil), st.Releases...), &release.Release{ID: id, Status: release.StatusComplete, Exists: true})
+	st.Current = id
+	for _, rel := range st.Releases {
+		rel.Current = rel.ID == id
+	}
+	return &release.Wrapup{Remove: st.Removable(cfg.Keep(), ""), Reason: "cleanup", Lease: run.lease}
+}
+
+func hasAfterActivate(cfg *config.Config, once bool) bool {
+	for _, h := range cfg.Hooks.AfterActivate {
+		if !h.Once || once {
+			return true
+		}
+	}
+	return false
+}
+
+func targetsOfRuns(runs []*hostRun) []*Target {
+	out := make([]*Target, len(runs))
+	for i, r := range runs {
+		out[i] = r.Target
+	}
+	return out
+}
+
+func runOf(runs []*hostRun, t *Target) *hostRun {
+	for _, r := range runs {
+		if r.Target == t {
+			return r
+		}
+	}
+	return nil
+}
+
+// scan reads the build into a manifest, through the hash cache.
+func scan(cfg *config.Config, rep Reporter) (*transfer.Manifest, error) {
+	start := time.Now()
+	src := cfg.SourceDir()
+	cache := transfer.OpenHashCache(src)
+	full, err := transfer.Scan(src, cfg.Exclude, cache)
+	if err != nil {
+		return nil, err
+	}
+	cache.Save()
+	n, size := full.Without(cfg.SharedPaths()).Files()
+	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(start))
+	return full, nil
+}
+
+// previous finds the live release's manifest (in the probe's answer, in the cache, or fetched)
+// and what of it can be reused: a file edited in place since the release was made is sent, not
+// linked, since a hard link would carry the edit into the new release.
+func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *manifestCache, rep Reporter) error {
+	lv := run.probe.Live
+	if lv == nil {
+		return nil
+	}
+	cur := run.state.Find(lv.ID)
+	if cur == nil || !cur.Live() || lv.ID != run.state.Current {
+		return nil
+	}
+	raw := lv.Manifest
+	if raw == nil {
+		raw = cache.get(run.Target, lv.ID, cur.Manifest)
+	}
+	if raw == nil {
+		var err error
+		if raw, err = run.Root.Manifest(ctx, lv.ID); err != nil {
+			rep.Warn(run.Name, fmt.Sprintf("cannot read the manifest of %s (%v): sending every file", lv.ID, err))
+			return nil
+		}
+	}
+	m, err := transfer.ParseManifest(raw)
+	if err != nil {
+		rep.Warn(run.Name, fmt.Sprintf("cannot read the manifest of %s (%v): sending every file", lv.ID, err))
+		return nil
+	}
+	if lv.Manifest != nil {
+		cache.put(run.Target, lv.ID, raw)
+	}
+	run.prevID, run.prevRaw, run.prevFull, run.prevMan = lv.ID, raw, m, m
+	if cfg.Reuse != transfer.ReuseLink {
+		return nil
+	}
+	changed := map[string]bool{}
+	for _, c := range lv.Changed {
+		changed[c] = true
+	}
+	reusable := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(m.Entries))}
+	var edited []string
+	for _, e := range m.Entries {
+		if e.Type == transfer.TypeFile && changed[e.Path] {
+			edited = append(edited, e.Path)
+			continue
+		}
+		reusable.Entries = append(reusable.Entries, e)
+	}
+	run.prevMan = reusable
+	if len(edited) > 0 {
+		rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
+			plural(len(edited), "file"), lv.ID, strings.Join(edited[:min(3, len(edited))], ", ")))
+	}
+	return nil
+}
+
 func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts DeployOptions, id, user, src string,
-	full *transfer.Manifest, shared []release.SharedPath, once bool, rep Reporter) error {
+	full *transfer.Manifest, shared []release.SharedPath, cache *manifestCache, once bool, rep Reporter) error {
 	root := run.Root
 	// Shared paths already in shared/ win over the build: their build copies are not sent. The
-	// others are sent so that LinkShared can seed shared/ from them.
-	existing, err := root.SharedExisting(shared)
-	if err != nil {
-		return err
-	}
-	for _, p := range existing {
-		if full.Has(p) {
-			rep.Warn(run.Name, fmt.Sprintf("the build ships %s, but shared/%s exists and wins; remove it from the build", p, p))
+	// others are sent so that the host can seed shared/ from them.
+	var existing []string
+	for _, sp := range shared {
+		if _, ok := run.probe.Shared[sp.Path]; ok {
+			existing = append(existing, sp.Path)
+			if full.Has(sp.Path) {
+				rep.Warn(run.Name, fmt.Sprintf("the build ships %s, but shared/%s exists and wins; remove it from the build", sp.Path, sp.Path))
+			}
 		}
 	}
 	manifest := full.Without(existing)
-	if err := root.Begin(id, opts.Message, user); err != nil {
+	var prevMan *transfer.Manifest
+	if run.prevMan != nil {
+		// A path that is shared is never linked from the previous release: seeding moves it into
+		// shared/, and shared/ must not share an inode with a release.
+		prevMan = run.prevMan.Without(cfg.SharedPaths())
+	}
+	plan := transfer.NewPlan(manifest, prevMan, run.prevID, cfg.Reuse, cfg.Assets)
+	stored, err := plan.Manifest.Without(cfg.SharedPaths()).Marshal()
+	if err != nil {
 		return err
 	}
-	run.prepared = true
-
-	// Upload: one tar stream; reused files are hard links to the previous release.
-	us := time.Now()
-	prevID := ""
-	if run.prevMan != nil {
-		prevID = run.result.Previous
+	storedM, _ := transfer.ParseManifest(stored)
+	u := &release.Upload{ID: id, Message: opts.Message, User: user, Shared: shared, SharedFiles: cfg.Shared.Files}
+	for _, rel := range run.state.Incomplete() {
+		u.Recover = append(u.Recover, rel.ID)
+		rep.Warn(run.Name, fmt.Sprintf("removed incomplete release %s left by an interrupted deploy", rel.ID))
 	}
-	run.plan = transfer.NewPlan(manifest, run.prevMan, prevID, cfg.Reuse, cfg.Assets)
-	stats := run.plan.Stats()
+	var changes *transfer.Changes
+	files := map[string][]byte{}
+	token := ".ferry-" + randomToken()
+	if run.prevFull != nil && cfg.Reuse == transfer.ReuseLink {
+		u.Previous = run.prevID
+		var extra []string
+		if run.probe.Live != nil {
+			extra = append(append(extra, run.probe.Live.Links...), run.probe.Live.Changed...)
+		}
+		changes = plan.Changes(run.prevFull, extra)
+		u.Remove, u.Writable = changes.Remove, changes.Writable
+		if drop, add, result, ok := transfer.Delta(run.prevRaw, storedM); ok {
+			u.ManifestDrop, u.ManifestAdd = token+".drop", token+".add"
+			files[u.ManifestDrop], files[u.ManifestAdd] = drop, add
+			stored = result
+		}
+	} else {
+		changes = plan.Changes(nil, nil)
+	}
+	if u.ManifestDrop == "" {
+		u.ManifestFull = token + ".manifest"
+		files[u.ManifestFull] = stored
+	}
+	sum := sha256.Sum256(stored)
+	u.ManifestSum = hex.EncodeToString(sum[:])
+	for _, d := range changes.Modes {
+		u.Modes = append(u.Modes, release.DirMode{Path: d.Path, Mode: d.Mode})
+	}
+	var hooks []config.Hook
+	for _, h := range cfg.Hooks.BeforeActivate {
+		if !h.Once || once {
+			hooks = append(hooks, h)
+		}
+	}
+	u.Complete = len(hooks) == 0
+
+	// Upload: one request that copies the previous release as hard links, unpacks what changed
+	// and links the shared paths.
+	us := time.Now()
+	stats := plan.Stats()
 	run.result.Stats = stats
-	counter, remote := root.Host.(interface{ BytesSent() int64 })
+	counter, remote := root.Host.(host.Counter)
 	var before int64
 	if remote {
-		before = counter.BytesSent()
+		s, r := counter.BytesOnWire()
+		before = s + r
 	}
 	add, done := rep.Progress(run.Name, stats.SentBytes)
-	err = upload(ctx, root, run.plan, src, id, add)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(plan.Write(pw, src, changes.Send, files, add)) }()
+	run.prepared = true // the log may record the release from here on
+	prepared, err := root.Prepare(ctx, u, pr)
+	pr.CloseWithError(errors.New("upload ended"))
 	done()
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
 	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
 	if remote {
-		run.result.BytesSent = counter.BytesSent() - before
+		s, r := counter.BytesOnWire()
+		run.result.BytesSent = s + r - before
 		msg += fmt.Sprintf(", %s on the wire", bytesize(run.result.BytesSent))
 	}
 	if stats.Reused > 0 {
-		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), prevID)
+		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), run.prevID)
 	}
 	if stats.Carried > 0 {
 		msg += fmt.Sprintf(", %s carried over", plural(stats.Carried, "old asset"))
 	}
 	rep.Step(run.Name, "upload", msg, time.Since(us))
-
-	if len(shared) > 0 {
-		ss := time.Now()
-		if err := root.LinkShared(id, shared, func(m string) { rep.Warn(run.Name, m) }); err != nil {
-			return err
-		}
-		rep.Step(run.Name, "shared", fmt.Sprintf("linked %s", plural(len(shared), "shared path")), time.Since(ss))
+	for _, p := range prepared.Seeded {
+		rep.Warn(run.Name, fmt.Sprintf("seeded shared/%s from the build; from now on the shared copy is kept", p))
 	}
+	run.swap = prepared.Swap
 
-	for _, h := range cfg.Hooks.BeforeActivate {
-		if h.Once && !once {
-			continue
-		}
+	for _, h := range hooks {
 		hs := time.Now()
 		env := root.Env(id, run.result.Previous, run.Name)
 		if err := root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
@@ -338,49 +506,19 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := run.plan.Manifest.Without(cfg.SharedPaths()).Marshal()
-	if err != nil {
-		return err
-	}
-	return root.Complete(id, data)
-}
-
-// uploadStreams is how many tar streams a large upload is split into.
-const uploadStreams = 4
-
-// upload sends the plan to the host as tar streams unpacked in releases/: one stream when few
-// files are sent (hard links are quick to make); when many are, a skeleton of directories and
-// symlinks first, then the files in uploadStreams streams unpacked in parallel, then the modes of
-// read-only directories.
-func upload(ctx context.Context, root *release.Root, plan *transfer.Plan, src, id string, add func(int64)) error {
-	unpack := func(write func(io.Writer) error) error {
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(write(pw)) }()
-		err := root.Host.Unpack(ctx, root.ReleasesDir(), pr)
-		pr.CloseWithError(errors.New("unpack ended"))
-		return err
-	}
-	if plan.Stats().Sent < 256 {
-		return unpack(func(w io.Writer) error { return plan.Write(w, src, id, add) })
-	}
-	if err := unpack(func(w io.Writer) error { return plan.WriteSkeleton(w, id) }); err != nil {
-		return err
-	}
-	var g errgroup.Group
-	for k := range uploadStreams {
-		g.Go(func() error {
-			return unpack(func(w io.Writer) error { return plan.WritePart(w, src, id, k, uploadStreams, add) })
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	for _, d := range plan.ReadOnlyDirs() {
-		if err := root.Host.Chmod(root.ReleaseDir(id)+"/"+d.Path, d.Mode); err != nil {
+	if run.swap == nil {
+		if run.swap, err = root.Complete(ctx, id, u.ManifestSum, cfg.Shared.Files); err != nil {
 			return err
 		}
 	}
+	cache.put(run.Target, id, stored)
 	return nil
+}
+
+func randomToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func hookOf(cfg *config.Config, h config.Hook) release.Hook {

@@ -132,7 +132,7 @@ func TestRollbackTwiceGoesFurtherBack(t *testing.T) {
 	if r := s.mustRollback(""); r.From != b || r.To != a {
 		t.Fatalf("second rollback %s -> %s, want %s -> %s (not back to the bad %s)", r.From, r.To, b, a, c)
 	}
-	if _, err := Rollback(context.Background(), s.cfg, "", Options{}, s.rep); !errors.Is(err, ErrNothingToDo) {
+	if _, err := Rollback(context.Background(), s.cfg, "", s.opts, s.rep); !errors.Is(err, ErrNothingToDo) {
 		t.Fatalf("third rollback: err = %v, want nothing to roll back to", err)
 	}
 	if s.current() != a {
@@ -180,7 +180,7 @@ func TestCleanupKeepsNewestCurrentAndRollbackTarget(t *testing.T) {
 	if diff := cmp.Diff([]string{d, e, f}, s.releaseDirs()); diff != "" {
 		t.Errorf("releases after cleanup (-want +got):\n%s", diff)
 	}
-	if _, err := Cleanup(context.Background(), s.cfg, Options{}, s.rep); err != nil {
+	if _, err := Cleanup(context.Background(), s.cfg, s.opts, s.rep); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{d, e, f}, s.releaseDirs()); diff != "" {
@@ -231,7 +231,7 @@ func TestSharedSurvivesDeploysRollbacksAndCleanups(t *testing.T) {
 		s.mustDeploy()
 	}
 	s.mustRollback("")
-	if _, err := Cleanup(context.Background(), s.cfg, Options{}, s.rep); err != nil {
+	if _, err := Cleanup(context.Background(), s.cfg, s.opts, s.rep); err != nil {
 		t.Fatal(err)
 	}
 	s.mustDeploy()
@@ -289,7 +289,7 @@ func TestFailingHookLeavesCurrentAndRemovesRelease(t *testing.T) {
 	}
 	s.check()
 
-	_, err = Deploy(context.Background(), s.cfg, DeployOptions{KeepFailed: true}, s.rep)
+	_, err = Deploy(context.Background(), s.cfg, DeployOptions{Options: s.opts, KeepFailed: true}, s.rep)
 	if err == nil {
 		t.Fatal("deploy succeeded")
 	}
@@ -297,7 +297,7 @@ func TestFailingHookLeavesCurrentAndRemovesRelease(t *testing.T) {
 		t.Fatalf("--keep-failed: releases/ = %v", s.releaseDirs())
 	}
 	// The kept release is never activated, and the next cleanup removes it.
-	if _, err := Cleanup(context.Background(), s.cfg, Options{}, s.rep); err != nil {
+	if _, err := Cleanup(context.Background(), s.cfg, s.opts, s.rep); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{good}, s.releaseDirs()); diff != "" {
@@ -331,7 +331,7 @@ func TestInterruptDuringPrepareLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		_, err := Deploy(ctx, s.cfg, DeployOptions{}, s.rep)
+		_, err := Deploy(ctx, s.cfg, DeployOptions{Options: s.opts}, s.rep)
 		done <- err
 	}()
 	waitFor(t, "the hook to start", func() bool { _, err := os.Stat(started); return err == nil })
@@ -409,18 +409,23 @@ func TestNextDeployRecoversWhatACrashLeft(t *testing.T) {
 	s := newSite(t, "")
 	good := s.mustDeploy()
 	// A crash mid-swap leaves a temporary link; a crash mid-prepare an incomplete release.
-	os.Symlink("releases/"+good, filepath.Join(s.root, "current.1a2b3c"))
-	root := release.New(newLocal(), s.root)
-	if err := root.Begin("20200101-000000", "", ""); err != nil {
-		t.Fatal(err)
-	}
+	os.Symlink("releases/"+good, filepath.Join(s.root, "current.1a2b3c4d5e6f"))
+	// A user's link that only looks like one is left alone.
+	os.Symlink("releases/"+good, filepath.Join(s.root, "current.mine"))
+	f, _ := os.OpenFile(filepath.Join(s.root, ".ferry/log.jsonl"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"time":"2020-01-01T00:00:00Z","event":"prepare","release":"20200101-000000"}` + "\n")
+	f.Close()
+	os.MkdirAll(filepath.Join(s.root, "releases/20200101-000000"), 0o755)
 	os.WriteFile(filepath.Join(s.root, "releases/20200101-000000/half"), []byte("x"), 0o644)
 	next := s.mustDeploy()
-	if !s.rep.warned("temporary link current.1a2b3c") || !s.rep.warned("incomplete release 20200101-000000") {
+	if !s.rep.warned("temporary link current.1a2b3c4d5e6f") || !s.rep.warned("incomplete release 20200101-000000") {
 		t.Errorf("no warnings about what was recovered: %v", s.rep.warnings)
 	}
 	if diff := cmp.Diff([]string{good, next}, s.releaseDirs()); diff != "" {
 		t.Errorf("releases (-want +got):\n%s", diff)
+	}
+	if _, err := os.Lstat(filepath.Join(s.root, "current.mine")); err != nil {
+		t.Errorf("a user's link named current.mine was removed: %v", err)
 	}
 }
 
@@ -439,7 +444,7 @@ func TestCurrentAsDirectoryIsRefused(t *testing.T) {
 
 func TestDryRunTouchesNothing(t *testing.T) {
 	s := newSite(t, "shared:\n  dirs: [public/uploads]\n")
-	res, err := Deploy(context.Background(), s.cfg, DeployOptions{DryRun: true}, s.rep)
+	res, err := Deploy(context.Background(), s.cfg, DeployOptions{Options: s.opts, DryRun: true}, s.rep)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -452,7 +457,7 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	s.mustDeploy()
 	snap, _ := invariants.Snapshot(s.root)
 	s.write("public/index.html", "v2")
-	res, err = Deploy(context.Background(), s.cfg, DeployOptions{DryRun: true}, s.rep)
+	res, err = Deploy(context.Background(), s.cfg, DeployOptions{Options: s.opts, DryRun: true}, s.rep)
 	if err != nil {
 		t.Fatal(err)
 	}

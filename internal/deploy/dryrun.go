@@ -1,9 +1,8 @@
 package deploy
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	"io/fs"
 	"slices"
 	"time"
 
@@ -34,21 +33,23 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 	var states []*release.State
 	for _, t := range targets {
 		p := &Plan{Host: t.Name, Root: t.Root.Dir}
-		if _, err := t.Root.Host.Lstat(t.Root.Dir); errors.Is(err, fs.ErrNotExist) {
-			p.NewRoot = true
-		}
-		st, err := t.Root.State()
+		probe, err := t.Root.Probe(context.Background(), release.ProbeOptions{Live: true, Shared: sharedPaths(cfg)})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", t.Name, err)
 		}
-		if h, err := t.Root.Holder(); err == nil && h != nil {
+		p.NewRoot = probe.Missing
+		st := probe.State
+		if h := probe.Holder; h != nil {
 			p.Locked = h.String()
 		}
-		prev, prevID := liveManifest(t.Root, st)
-		p.Previous = prevID
-		existing, err := t.Root.SharedExisting(sharedPaths(cfg))
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		var prev *transfer.Manifest
+		if lv := probe.Live; lv != nil && lv.ID == st.Current {
+			prev, _ = transfer.ParseManifest(lv.Manifest)
+			p.Previous = lv.ID
+		}
+		var existing []string
+		for sp := range probe.Shared {
+			existing = append(existing, sp)
 		}
 		p.Stats = transfer.NewPlan(full.Without(existing), prev, p.Previous, cfg.Reuse, cfg.Assets).Stats()
 		for _, sp := range cfg.SharedPaths() {

@@ -87,7 +87,7 @@ func TestFaultReadOnlyReleasesDir(t *testing.T) {
 	good := s.mustDeploy()
 	undo := readOnlyBind(t, filepath.Join(s.root, "releases"))
 	_, err := s.deploy()
-	if err == nil || !strings.Contains(err.Error(), "read-only file system") {
+	if err == nil || !strings.Contains(strings.ToLower(err.Error()), "read-only file system") {
 		t.Fatalf("err = %v, want a read-only file system error", err)
 	}
 	if s.current() != good {
@@ -148,7 +148,7 @@ func TestFaultConcurrentDeploys(t *testing.T) {
 			// Queued with a lock wait, all of them go through, one after another.
 			for i := range n {
 				wg.Go(func() {
-					_, errs[i] = Deploy(context.Background(), s.cfg, DeployOptions{Options: Options{LockWait: time.Minute}}, s.rep)
+					_, errs[i] = Deploy(context.Background(), s.cfg, DeployOptions{Options: s.optsWith(func(o *Options) { o.LockWait = time.Minute })}, s.rep)
 				})
 			}
 			wg.Wait()
@@ -170,7 +170,7 @@ func TestFaultClockGoesBackwards(t *testing.T) {
 	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	deployAt := func(at time.Time) string {
 		t.Helper()
-		res, err := Deploy(context.Background(), s.cfg, DeployOptions{Now: func() time.Time { return at }}, s.rep)
+		res, err := Deploy(context.Background(), s.cfg, DeployOptions{Options: s.opts, Now: func() time.Time { return at }}, s.rep)
 		if err != nil {
 			t.Fatal(err)
 		}

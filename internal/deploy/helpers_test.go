@@ -6,11 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ferry-deploy/ferry/internal/host"
 )
-
-func newLocal() host.Host { return host.NewLocal() }
 
 // waitFor polls cond until it holds or 20 seconds pass.
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -28,83 +30,105 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 			return nil, fmt.Errorf("%w: %w", err, config.ErrConfig)
 		}
 	}
-	targets, done, err := openLocked(ctx, cfg, opts, rep)
+	targets, err := connect(ctx, cfg, opts, false, true)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
+	defer closeAll(targets)
+	hosts, err := lockAll(ctx, targets, opts, func(*Target) release.ProbeOptions { return release.ProbeOptions{} }, false, false, rep)
+	if err != nil {
+		return nil, err
+	}
+	defer unlockAll(ctx, hosts)
 
 	var res *RollbackResult
-	var moves []*move
-	for _, t := range targets {
-		st, err := t.Root.State()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
+	moves := make([]*move, len(hosts))
+	for i, l := range hosts {
+		st := l.probe.State
 		r := &RollbackResult{From: st.Current}
 		if id == "" {
 			target, err := st.RollbackTarget()
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w: %w", t.Name, err, ErrNothingToDo)
+				return nil, fmt.Errorf("%s: %w: %w", l.Name, err, ErrNothingToDo)
 			}
 			r.To = target.ID
 		} else {
 			rel := st.Find(id)
 			if rel == nil || !rel.Live() {
-				return nil, fmt.Errorf("%s: release %s is not a complete release on this host (see 'ferry releases'): %w", t.Name, id, ErrNothingToDo)
+				return nil, fmt.Errorf("%s: release %s is not a complete release on this host (see 'ferry releases'): %w", l.Name, id, ErrNothingToDo)
 			}
 			if id == st.Current {
-				return nil, fmt.Errorf("%s: release %s is already current: %w", t.Name, id, ErrNothingToDo)
+				return nil, fmt.Errorf("%s: release %s is already current: %w", l.Name, id, ErrNothingToDo)
 			}
 			r.To = id
 		}
 		if res != nil && *res != *r {
 			return nil, fmt.Errorf("hosts disagree: %s would go %s -> %s, another host %s -> %s; roll back each with --host",
-				t.Name, r.From, r.To, res.From, res.To)
+				l.Name, r.From, r.To, res.From, res.To)
 		}
 		res = r
-		moves = append(moves, &move{Target: t, from: st.Current, last: st.LastShared})
+		moves[i] = &move{Target: l.Target, from: st.Current, last: st.LastShared, wrapup: &release.Wrapup{Lease: l.lease}}
+	}
+	err = eachMove(moves, func(m *move) error {
+		var err error
+		m.swap, err = m.Root.PrepareRollback(ctx, res.To, res.From, cfg.Shared.Files)
+		return err
+	})
+	if err != nil {
+		_ = eachMove(moves, func(m *move) error {
+			if m.swap != nil {
+				m.swap.Abort(context.WithoutCancel(ctx))
+			}
+			return nil
+		})
+		return nil, err
 	}
 	// From here an interrupt does not stop ferry: every host is swapped, so none is left split.
-	if err := switchover(context.WithoutCancel(ctx), cfg, moves, res.To, release.EventRollback, false, rep); err != nil {
+	actx := context.WithoutCancel(ctx)
+	err = switchover(actx, cfg, moves, res.To, release.EventRollback, false, rep)
+	for i, m := range moves {
+		if m.done != nil {
+			hosts[i].lease = nil // given up with the swap's log entry
+		}
+	}
+	if err != nil {
 		return res, err
 	}
 	return res, nil
 }
 
-// openLocked connects to the hosts of an existing deploy and locks them all; release unlocks
-// and disconnects.
-func openLocked(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) ([]*Target, func(), error) {
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
-	if err != nil {
-		return nil, nil, err
-	}
-	unlock, err := lockAll(ctx, targets, opts, false, rep)
-	if err != nil {
-		closeAll(targets)
-		return nil, nil, err
-	}
-	return targets, func() { unlock(); closeAll(targets) }, nil
-}
-
 // Cleanup removes old, failed and incomplete releases on every host.
 func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter) (map[string][]string, error) {
-	targets, done, err := openLocked(ctx, cfg, opts, rep)
+	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
 	}
-	defer done()
-	out := map[string][]string{}
-	for _, t := range targets {
-		start := time.Now()
-		removed, err := t.Root.Cleanup(cfg.Keep(), "")
-		out[t.Name] = removed
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		rep.Step(t.Name, "cleanup", fmt.Sprintf("removed %s, kept up to %d", plural(len(removed), "release"), cfg.Keep()), time.Since(start))
+	defer closeAll(targets)
+	hosts, err := lockAll(ctx, targets, opts, func(*Target) release.ProbeOptions { return release.ProbeOptions{} }, false, false, rep)
+	if err != nil {
+		return nil, err
 	}
-	return out, nil
+	defer unlockAll(ctx, hosts)
+	out := map[string][]string{}
+	var mu sync.Mutex
+	err = eachHost(targets, func(t *Target) error {
+		l := hosts[slices.Index(targets, t)]
+		start := time.Now()
+		d, err := t.Root.Cleanup(ctx, l.probe.State, cfg.Keep(), l.lease)
+		if err != nil {
+			return err
+		}
+		l.lease = nil
+		mu.Lock()
+		out[t.Name] = d.Removed
+		mu.Unlock()
+		for _, w := range d.Warnings {
+			rep.Warn(t.Name, w)
+		}
+		rep.Step(t.Name, "cleanup", fmt.Sprintf("removed %s, kept up to %d", plural(len(d.Removed), "release"), cfg.Keep()), time.Since(start))
+		return nil
+	})
+	return out, err
 }
 
 // HostStatus is what 'ferry status' and 'ferry releases' show for one host.
@@ -120,19 +144,21 @@ type HostStatus struct {
 	Releases   []*release.Release `json:"releases"`
 }
 
-// Status reads every host's state without taking the lock and without changing anything.
+// Status reads every host's state without taking the lock and without changing anything: one
+// request a host, all hosts at once.
 func Status(ctx context.Context, cfg *config.Config, opts Options) ([]*HostStatus, error) {
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(targets)
-	var out []*HostStatus
-	for _, t := range targets {
-		st, err := t.Root.State()
+	out := make([]*HostStatus, len(targets))
+	err = eachHostN(targets, opts.Parallel, func(t *Target) error {
+		p, err := t.Root.Probe(ctx, release.ProbeOptions{})
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
+			return err
 		}
+		st := p.State
 		hs := &HostStatus{Host: t.Name, Root: t.Root.Dir, Current: st.Current, Unknown: st.Unknown, Incomplete: []string{}}
 		hs.Releases = []*release.Release{}
 		for _, rel := range st.Releases {
@@ -146,27 +172,28 @@ func Status(ctx context.Context, cfg *config.Config, opts Options) ([]*HostStatu
 		if target, err := st.RollbackTarget(); err == nil {
 			hs.Rollback = target.ID
 		}
-		if hs.Lock, err = t.Root.Holder(); err != nil {
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		if hs.Lock != nil {
+		if hs.Lock = p.Holder; hs.Lock != nil {
 			hs.LockStale = hs.Lock.Stale()
 		}
-		out = append(out, hs)
+		out[slices.Index(targets, t)] = hs
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // Unlock removes the lock on every selected host and returns the former holders by host.
 func Unlock(ctx context.Context, cfg *config.Config, opts Options) (map[string]*release.Holder, error) {
-	targets, err := connect(ctx, cfg, opts.Hosts, opts.Parallel)
+	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(targets)
 	out := map[string]*release.Holder{}
 	for _, t := range targets {
-		h, err := t.Root.Unlock()
+		h, err := t.Root.Unlock(ctx)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", t.Name, err)
 		}

@@ -21,6 +21,14 @@ type site struct {
 	src  string
 	cfg  *config.Config
 	rep  *recorder
+	opts Options
+}
+
+// optsWith returns the site's options changed by fn.
+func (s *site) optsWith(fn func(*Options)) Options {
+	o := s.opts
+	fn(&o)
+	return o
 }
 
 // newSite writes a config with the given extra YAML and a small build.
@@ -28,6 +36,7 @@ func newSite(t *testing.T, extra string) *site {
 	t.Helper()
 	dir := t.TempDir()
 	s := &site{t: t, root: filepath.Join(dir, "srv"), src: filepath.Join(dir, "build"), rep: &recorder{}}
+	s.opts.CacheDir = filepath.Join(dir, "cache")
 	s.write("public/index.html", "hello")
 	s.write("public/app.js", "console.log(1)")
 	yml := fmt.Sprintf("root: %s\nsource: ./build\n%s", s.root, extra)
@@ -57,7 +66,7 @@ func (s *site) write(rel, content string) {
 }
 
 func (s *site) deploy() (*Result, error) {
-	return Deploy(context.Background(), s.cfg, DeployOptions{Message: "test"}, s.rep)
+	return Deploy(context.Background(), s.cfg, DeployOptions{Options: s.opts, Message: "test"}, s.rep)
 }
 
 func (s *site) mustDeploy() string {
@@ -72,7 +81,7 @@ func (s *site) mustDeploy() string {
 
 func (s *site) mustRollback(id string) *RollbackResult {
 	s.t.Helper()
-	res, err := Rollback(context.Background(), s.cfg, id, Options{}, s.rep)
+	res, err := Rollback(context.Background(), s.cfg, id, s.opts, s.rep)
 	if err != nil {
 		s.t.Fatalf("rollback: %v", err)
 	}

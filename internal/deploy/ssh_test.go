@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/invariants"
 	"github.com/ferry-deploy/ferry/internal/webtest"
 )
@@ -47,14 +47,17 @@ func newFleet(t *testing.T, n int, extra string) *fleet {
 		}
 		fmt.Fprintf(&hosts, "  - ssh: %s\n    root: %s%s\n", name, root, role)
 	}
-	old := SSHOptions
-	SSHOptions = host.SSHOptions{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}}
-	t.Cleanup(func() { SSHOptions = old })
 	f.site = newSite(t, hosts.String()+extra)
+	f.opts.SSH = sshOptions(client)
 	return f
 }
 
 // checkAll asserts every invariant on every host's root.
+// sshOptions point ferry at the test client's key, known_hosts and ssh_config.
+func sshOptions(c *webtest.SSHClient) ssh.Options {
+	return ssh.Options{ConfigFile: c.Config, KnownHostsFile: c.KnownHosts, IdentityFiles: []string{c.KeyFile}}
+}
+
 func (f *fleet) checkAll() {
 	f.t.Helper()
 	for _, root := range f.roots {
@@ -142,7 +145,7 @@ func TestSSHFleetDeployIncrementalRollbackCleanup(t *testing.T) {
 
 func (f *fleet) mustRollbackFleet() *RollbackResult {
 	f.t.Helper()
-	r, err := Rollback(context.Background(), f.cfg, "", Options{}, f.rep)
+	r, err := Rollback(context.Background(), f.cfg, "", f.opts, f.rep)
 	if err != nil {
 		f.t.Fatalf("rollback: %v", err)
 	}
@@ -241,12 +244,10 @@ func TestSSHHostLostDuringActivationSwapsTheOthersBack(t *testing.T) {
 func TestSSHUnknownHostKeyIsRefused(t *testing.T) {
 	client := webtest.NewSSHClient(t)
 	s := webtest.StartSSHD(t, client, true)
-	old := SSHOptions
-	SSHOptions = host.SSHOptions{KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}, ConfigFile: client.Config}
-	defer func() { SSHOptions = old }()
 	st := newSite(t, fmt.Sprintf("hosts:\n  - ssh: root@%s\n", s.Addr))
+	st.opts.SSH = sshOptions(client)
 	_, err := st.deploy()
-	var hk *host.HostKeyError
+	var hk *ssh.HostKeyError
 	if !errors.As(err, &hk) || hk.Changed || !strings.Contains(hk.Fingerprint, "SHA256:") || !strings.Contains(hk.Hint, "ssh-keyscan -p "+s.Port) {
 		t.Fatalf("err = %v, want an unknown host key with its fingerprint and the command to trust it", err)
 	}
@@ -274,7 +275,7 @@ func TestSSHRollingDeployStopsAtTheFirstFailedBatch(t *testing.T) {
 	f := newFleet(t, 3, "services:\n  - name: app\n    reload: test \"$FERRY_HOST\" != web2 || test ! -f broken\n")
 	good := f.mustDeployFleet()
 	f.write("broken", "")
-	_, err := Deploy(context.Background(), f.cfg, DeployOptions{Rolling: true, Batch: 1}, f.rep)
+	_, err := Deploy(context.Background(), f.cfg, DeployOptions{Options: f.opts, Rolling: true, Batch: 1}, f.rep)
 	if err == nil || !strings.Contains(err.Error(), "rolling deploy stopped at batch 2") || !strings.Contains(err.Error(), "untouched: web3") {
 		t.Fatalf("err = %v", err)
 	}
@@ -324,10 +325,8 @@ func TestSSHProxyJump(t *testing.T) {
 	web := webtest.StartSSHD(t, client, false)
 	client.Alias(t, "bastion", bastion)
 	client.AliasVia(t, "web", web, "bastion")
-	old := SSHOptions
-	SSHOptions = host.SSHOptions{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}}
-	defer func() { SSHOptions = old }()
 	s := newSite(t, "hosts:\n  - ssh: web\n")
+	s.opts.SSH = sshOptions(client)
 	id := s.mustDeploy()
 	if s.current() != id {
 		t.Fatalf("current = %s, want %s", s.current(), id)

@@ -8,16 +8,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
-	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/host/local"
+	"github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/release"
-	"github.com/ferry-deploy/ferry/internal/transfer"
 )
 
 // Reporter receives what happens, host by host. Implementations must be safe for concurrent use.
@@ -47,17 +47,20 @@ type Options struct {
 	Parallel int           // hosts worked on at once; 0: 10
 	LockWait time.Duration // how long to wait for another run's lock
 	Command  string        // recorded in the lock
+	// SSH locates the SSH files for ssh hosts; empty fields take the defaults under ~/.ssh.
+	SSH ssh.Options
+	// CacheDir keeps manifests of live releases between runs; "" is the user's cache
+	// directory (os.UserCacheDir()/ferry).
+	CacheDir string
 }
 
-// SSHOptions locate the SSH files for ssh hosts; tests point them at their own.
-var SSHOptions host.SSHOptions
-
 // connect opens every selected host of cfg, SSH hosts in parallel (at most parallel at once).
-func connect(ctx context.Context, cfg *config.Config, only []string, parallel int) ([]*Target, error) {
+// warmUpload and warmSwap open, in the background, what an upload and a swap will need.
+func connect(ctx context.Context, cfg *config.Config, opts Options, warmUpload, warmSwap bool) ([]*Target, error) {
 	var targets []*Target
 	for _, hc := range cfg.Hosts {
 		name := hc.DisplayName()
-		if len(only) > 0 && !slices.Contains(only, name) {
+		if len(opts.Hosts) > 0 && !slices.Contains(opts.Hosts, name) {
 			continue
 		}
 		root := cfg.Root
@@ -71,17 +74,18 @@ func connect(ctx context.Context, cfg *config.Config, only []string, parallel in
 		for _, hc := range cfg.Hosts {
 			names = append(names, hc.DisplayName())
 		}
-		return nil, fmt.Errorf("no host matches --host %s (hosts: %s): %w", strings.Join(only, ","), strings.Join(names, ", "), config.ErrConfig)
+		return nil, fmt.Errorf("no host matches --host %s (hosts: %s): %w", strings.Join(opts.Hosts, ","), strings.Join(names, ", "), config.ErrConfig)
 	}
-	err := eachHostN(targets, parallel, func(t *Target) error {
+	err := eachHostN(targets, opts.Parallel, func(t *Target) error {
 		if t.spec.Local {
-			t.Root.Host = host.NewLocal()
+			t.Root.Host = local.New()
 			return nil
 		}
-		h, err := host.DialSSH(ctx, t.Name, t.spec.SSH, SSHOptions)
+		h, err := ssh.Dial(ctx, t.Name, t.spec.SSH, opts.SSH)
 		if err != nil {
 			return err
 		}
+		h.Warm(warmUpload, warmSwap)
 		t.Root.Host = h
 		return nil
 	})
@@ -100,43 +104,83 @@ func closeAll(targets []*Target) {
 	}
 }
 
-// lockAll takes the lock on every target, or on none: if one host is locked, the locks already
-// taken are released and the error names the holder. Only a deploy creates a missing root.
-func lockAll(ctx context.Context, targets []*Target, opts Options, create bool, rep Reporter) (unlock func(), err error) {
+// locked is a host whose lock this run holds, with what the probe that took it learned.
+type locked struct {
+	*Target
+	probe *release.Probe
+	lease *release.Lease
+}
+
+// lockAll takes the lock on every target at once, one probe each, or on none. If a host is held
+// by another run, the locks already taken are given back and, within opts.LockWait, all are
+// tried again after a pause; then the error names the holder.
+//
+// Two fleet runs that start together cannot deadlock: a run never waits while it holds a lock.
+// Each attempt either takes every lock or releases all it took before it waits, so whichever run
+// finds the fleet free proceeds, and the random pause keeps two runs from colliding in step.
+//
+// create makes the layout of a root that does not exist; missing says what to do with one when
+// create is not set: fail (deploy first), or report it (probe.Missing, no lease) for the caller to
+// lock again with create once it knows the deploy will go ahead.
+func lockAll(ctx context.Context, targets []*Target, opts Options, o func(*Target) release.ProbeOptions, create, allowMissing bool, rep Reporter) ([]*locked, error) {
 	me := release.CurrentHolder(opts.Command)
-	var unlocks []func() error
-	release := func() {
-		for _, u := range unlocks {
-			_ = u()
-		}
-	}
-	for _, t := range targets {
-		start := time.Now()
-		if !create {
-			if _, err := t.Root.Host.Lstat(t.Root.ReleasesDir()); err != nil {
-				release()
-				return nil, fmt.Errorf("%s: no releases under %s (%w): deploy first", t.Name, t.Root.Dir, err)
+	deadline := time.Now().Add(opts.LockWait)
+	start := time.Now()
+	waited := false
+	for {
+		out := make([]*locked, len(targets))
+		err := eachHostN(targets, opts.Parallel, func(t *Target) error {
+			po := o(t)
+			po.Create = create
+			p, lease, err := t.Root.Lock(ctx, me, 0, po, func(msg string) { rep.Warn(t.Name, msg) })
+			if err != nil {
+				return err
 			}
+			out[slices.Index(targets, t)] = &locked{Target: t, probe: p, lease: lease}
+			if p.Missing && !allowMissing {
+				return fmt.Errorf("no releases under %s: deploy first", t.Root.Dir)
+			}
+			return nil
+		})
+		if err == nil {
+			for _, l := range out {
+				for _, w := range l.probe.Warnings {
+					rep.Warn(l.Name, w)
+				}
+				for _, w := range l.probe.Recovered {
+					rep.Warn(l.Name, w)
+				}
+			}
+			if waited {
+				for _, l := range out {
+					rep.Step(l.Name, "lock", "acquired after waiting for another run", time.Since(start))
+				}
+			}
+			return out, nil
 		}
-		if err := t.Root.EnsureLayout(); err != nil {
-			release()
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
+		unlockAll(ctx, out)
+		if !errors.Is(err, release.ErrLocked) || time.Now().After(deadline) {
+			return nil, err
 		}
-		u, err := t.Root.Lock(ctx, me, opts.LockWait, func(msg string) { rep.Warn(t.Name, msg) })
-		if err != nil {
-			release()
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		unlocks = append(unlocks, u)
-		if err := t.Root.Recover(func(msg string) { rep.Warn(t.Name, msg) }); err != nil {
-			release()
-			return nil, fmt.Errorf("%s: %w", t.Name, err)
-		}
-		if took := time.Since(start); took > time.Second {
-			rep.Step(t.Name, "lock", "acquired after waiting", took)
+		waited = true
+		pause := 200*time.Millisecond + time.Duration(mrand.Int64N(int64(300*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(pause):
 		}
 	}
-	return release, nil
+}
+
+// unlockAll gives back every lock taken, in parallel.
+func unlockAll(ctx context.Context, ls []*locked) {
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		if l != nil && l.lease != nil {
+			wg.Go(func() { _ = l.lease.Release(context.WithoutCancel(ctx)) })
+		}
+	}
+	wg.Wait()
 }
 
 // eachHost runs fn for every target in parallel and joins the errors, each prefixed by host.
@@ -163,72 +207,4 @@ func eachHostN(targets []*Target, n int, fn func(t *Target) error) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
-}
-
-// liveManifest returns the manifest of the release current points at, and its id, or nil and
-// "" when there is no complete current release with a readable manifest.
-func liveManifest(root *release.Root, st *release.State) (*transfer.Manifest, string) {
-	cur := st.Find(st.Current)
-	if cur == nil || !cur.Live() {
-		return nil, ""
-	}
-	data, err := root.Manifest(cur.ID)
-	if err != nil {
-		return nil, ""
-	}
-	m, err := transfer.ParseManifest(data)
-	if err != nil {
-		return nil, ""
-	}
-	return m, cur.ID
-}
-
-// fileStat is a file's size and mtime as the host sees them.
-type fileStat struct {
-	Size  int64
-	MTime float64 // Unix seconds with fraction
-}
-
-// releaseFiles lists the regular files of release id with their size and mtime, with one find(1)
-// on the host (GNU find, as every Linux has).
-func releaseFiles(ctx context.Context, root *release.Root, id string) (map[string]fileStat, error) {
-	out, err := root.Host.Output(ctx, "cd "+host.Quote(root.ReleaseDir(id))+" && find . -type f -printf '%s %T@ %P\\0'")
-	if err != nil {
-		return nil, fmt.Errorf("list release %s: %w", id, err)
-	}
-	files := map[string]fileStat{}
-	for _, rec := range strings.Split(string(out), "\x00") {
-		size, rest, ok1 := strings.Cut(rec, " ")
-		mtime, p, ok2 := strings.Cut(rest, " ")
-		if !ok1 || !ok2 {
-			continue
-		}
-		n, _ := strconv.ParseInt(size, 10, 64)
-		t, _ := strconv.ParseFloat(mtime, 64)
-		files[p] = fileStat{Size: n, MTime: t}
-	}
-	return files, nil
-}
-
-// reusable returns prev less the files that no longer match it on the host (edited in place
-// since the release was made), so that they are sent instead of linked: a hard link would copy
-// the edit into the new release.
-func reusable(ctx context.Context, root *release.Root, id string, prev *transfer.Manifest) (*transfer.Manifest, []string, error) {
-	files, err := releaseFiles(ctx, root, id)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(prev.Entries))}
-	var changed []string
-	for _, e := range prev.Entries {
-		if e.Type == transfer.TypeFile {
-			f, ok := files[e.Path]
-			if !ok || f.Size != e.Size || int64(f.MTime) != e.MTime {
-				changed = append(changed, e.Path)
-				continue
-			}
-		}
-		out.Entries = append(out.Entries, e)
-	}
-	return out, changed, nil
 }

@@ -1,56 +1,45 @@
-// Package host gives the release engine one interface to a machine: file operations on absolute
-// paths, a command runner, and a tar unpacker for bulk uploads. local.go works on this machine's
-// filesystem; an SSH implementation sits behind the same interface. This package knows nothing of
-// releases, config or the CLI.
+// Package host is the contract between the release engine and a machine: a handful of requests,
+// each one round trip on a remote host. The engine describes what must happen as a POSIX sh
+// script (every value through Quote) and the transport runs it and returns its answer; the bulk
+// upload, the swap's rename(2), hooks and health-check connections are the only other requests.
+// The transports live in host/local and host/ssh; host/hosttest is the conformance suite both
+// run. This package knows nothing of releases, config or the CLI.
 package host
 
 import (
 	"context"
+	"fmt"
 	"io"
-	"io/fs"
 	"net"
+	"strings"
 	"time"
 )
 
-// Host is a machine that ferry deploys to. Paths are absolute paths on that machine.
+// Host is a machine that ferry deploys to. Paths are absolute paths on that machine. A host
+// needs a POSIX shell with GNU or BusyBox userland (cp, find, tar, gzip, sha256sum); nothing else
+// is installed on it. Implementations are safe for concurrent use.
 type Host interface {
 	// Name is how the host is shown to people ("local", "web1").
 	Name() string
 
-	ReadFile(p string) ([]byte, error)
-	// WriteFile replaces p atomically: a temporary file is written, synced and renamed over p.
-	WriteFile(p string, data []byte) error
-	// AppendFile appends data to p (creating it) and syncs it.
-	AppendFile(p string, data []byte) error
-	// CreateExclusive creates p with data, failing with fs.ErrExist if p exists. It is atomic.
-	CreateExclusive(p string, data []byte) error
-	Mkdir(p string) error
-	MkdirAll(p string) error
-	Lstat(p string) (fs.FileInfo, error)
-	Readlink(p string) (string, error)
-	Symlink(target, p string) error
-	// Rename is rename(2): atomic on one filesystem, replacing p's target when it is a file or link.
-	Rename(oldpath, newpath string) error
-	Remove(p string) error
-	Chmod(p string, mode fs.FileMode) error
-	// RemoveAll removes p and everything below it without following symlinks, making read-only
-	// directories writable as needed. A missing p is not an error.
-	RemoveAll(p string) error
-	// ReadDir lists the names in directory p.
-	ReadDir(p string) ([]fs.DirEntry, error)
-	// Sync makes everything written under p durable, and p's own directory entry too.
-	Sync(p string) error
+	// Script runs one of ferry's own sh scripts and returns what it printed, standard output and
+	// standard error together. A script that exits non-zero returns an *ExitError carrying that
+	// output. A script may be of any length: it is never passed as a command-line argument.
+	Script(ctx context.Context, script string) ([]byte, error)
 
-	// Unpack extracts the tar stream r into directory dir. Hard links in the stream name their
-	// target relative to dir; no entry may leave dir.
-	Unpack(ctx context.Context, dir string, r io.Reader) error
+	// Unpack runs before, then extracts the tar stream r into directory dir, then runs after,
+	// as one request, and returns what after printed. When before fails, nothing is extracted
+	// and after does not run. Entries of the stream are relative to dir and never leave it.
+	Unpack(ctx context.Context, dir string, r io.Reader, before, after string) ([]byte, error)
 
-	// Run runs cmd with sh -c and waits for it.
+	// Rename is rename(2): atomic on one filesystem, replacing newpath when it is a file or a
+	// symlink (never following it). A missing oldpath is an error wrapping fs.ErrNotExist.
+	Rename(ctx context.Context, oldpath, newpath string) error
+
+	// Run runs a user's command (a hook or a service command) with sh -c and waits for it. The
+	// command runs in a process group of its own; when ctx ends or Timeout passes, the whole
+	// group is killed, children included.
 	Run(ctx context.Context, cmd Command) error
-
-	// Output runs one of ferry's own short commands and returns its output (stdout and stderr
-	// together); a non-zero exit is an error carrying that output.
-	Output(ctx context.Context, script string) ([]byte, error)
 
 	// DialContext connects to addr as seen from the host (its loopback is the host's own), for
 	// health checks.
@@ -60,7 +49,7 @@ type Host interface {
 	Close() error
 }
 
-// Command is a shell command to run on a host.
+// Command is a user's shell command to run on a host.
 type Command struct {
 	Script  string
 	Dir     string
@@ -68,6 +57,47 @@ type Command struct {
 	Stdout  io.Writer
 	Stderr  io.Writer
 	Timeout time.Duration // zero: no limit besides ctx
+}
 
-	stdin io.Reader // for ferry's own commands (uploads)
+// ExitError is a script or command that ran and failed.
+type ExitError struct {
+	Host   string
+	Code   int    // exit status; -1 when killed by a signal
+	Signal string // the signal that killed it, if any ("KILL")
+	Output string // what a Script printed (Run streams its output instead)
+}
+
+func (e *ExitError) Error() string {
+	var msg string
+	if e.Signal != "" {
+		msg = "killed by signal " + e.Signal
+	} else {
+		msg = fmt.Sprintf("exit status %d", e.Code)
+	}
+	if out := strings.TrimSpace(e.Output); out != "" {
+		msg += ": " + out
+	}
+	return msg
+}
+
+// TimeoutError is a command that ran out of its Timeout and was killed with its process group.
+type TimeoutError struct {
+	Timeout time.Duration
+}
+
+func (e *TimeoutError) Error() string { return fmt.Sprintf("timed out after %s", e.Timeout) }
+
+// Counter is implemented by transports that count what crosses the network.
+type Counter interface {
+	// RoundTrips counts the requests that waited for an answer from the host since the
+	// connection was made, after the SSH handshake. Requests sent together count once each.
+	RoundTrips() int64
+	// BytesOnWire counts the bytes sent and received on the connection, handshake included.
+	BytesOnWire() (sent, received int64)
+}
+
+// Warmer is implemented by transports that can open, ahead of time and in parallel with other
+// requests, the channels that an upload and a swap will need.
+type Warmer interface {
+	Warm(upload, swap bool)
 }

@@ -13,12 +13,15 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+	"regexp"
 
-	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/host/local"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/transfer"
 )
+
+// tempLink matches the names of ferry's temporary links (current.<12 hex digits>).
+var tempLink = regexp.MustCompile(`^current\.[0-9a-f]{12}$`)
 
 // Options say what state the root is expected to be in.
 type Options struct {
@@ -33,7 +36,7 @@ type Options struct {
 func Check(dir string, opts Options) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	root := release.New(host.NewLocal(), dir)
+	root := release.New(local.New(), dir)
 	st, err := root.State()
 	if err != nil {
 		return []error{fmt.Errorf("read state: %w", err)}
@@ -65,7 +68,7 @@ func Check(dir string, opts Options) []error {
 	if opts.Settled {
 		entries, _ := os.ReadDir(dir)
 		for _, e := range entries {
-			if strings.HasPrefix(e.Name(), "current.") {
+			if tempLink.MatchString(e.Name()) {
 				fail("temporary link %s left behind", e.Name())
 			}
 		}

@@ -1,14 +1,13 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/user"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -58,86 +57,57 @@ func CurrentHolder(command string) Holder {
 	return Holder{User: name, Host: hostname, PID: os.Getpid(), Time: time.Now().UTC(), Command: command}
 }
 
-// Lock takes the root's lock for me. The lock file is created atomically with its content, so
-// two runs can never both believe they hold it. A lock left by a dead process on this machine
-// is taken over after warn is told. Otherwise Lock waits up to wait for the holder to finish
-// and then fails with a *LockedError. The returned function releases the lock.
-func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, warn func(string)) (unlock func() error, err error) {
-	data, err := json.Marshal(me)
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(wait)
-	for {
-		err := r.Host.CreateExclusive(r.lockPath(), data)
-		if err == nil {
-			return func() error { return r.unlockIf(data) }, nil
-		}
-		if !errors.Is(err, fs.ErrExist) {
-			return nil, fmt.Errorf("take lock %s: %w", r.lockPath(), err)
-		}
-		held, raw, err := r.readLock()
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return nil, err
-		}
-		if held != nil && provablyGone(*held) {
-			if r.takeOver(raw) {
-				warn(fmt.Sprintf("took over a stale lock of %s: that process is gone", held))
-			}
-			continue
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // released between our two calls
-		}
-		if time.Now().After(deadline) {
-			return nil, &LockedError{Root: r.Dir, Holder: held}
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+// Lease is a lock this run holds.
+type Lease struct {
+	root *Root
+	data []byte
 }
 
-// readLock returns the holder of the lock, or a nil holder when the file does not parse.
-func (r *Root) readLock() (*Holder, []byte, error) {
-	raw, err := r.Host.ReadFile(r.lockPath())
+// Lock probes the root taking its lock for me (see Probe). The lock file is hard-linked into
+// place complete, so two runs can never both believe they hold it. A lock left by a dead process
+// on this machine is taken over after warn is told. Otherwise Lock waits up to wait for the
+// holder to finish, probing again every 200 ms, and then fails with a *LockedError.
+func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeOptions, warn func(string)) (*Probe, *Lease, error) {
+	o.Lock = &me
+	data, err := json.Marshal(me)
 	if err != nil {
 		return nil, nil, err
 	}
-	var h Holder
-	if json.Unmarshal(raw, &h) != nil {
-		return nil, raw, nil
+	deadline := time.Now().Add(wait)
+	for {
+		p, err := r.Probe(ctx, o)
+		if err != nil {
+			return nil, nil, err
+		}
+		if p.NotLink != "" {
+			return nil, nil, &HintError{
+				Err:  fmt.Errorf("%s is a %s, not a symlink", r.currentPath(), p.NotLink),
+				Hint: fmt.Sprintf("move it aside (mv %s %s.old) so ferry can manage current", r.currentPath(), r.currentPath()),
+			}
+		}
+		if p.Missing || p.Locked {
+			if p.Locked {
+				return p, &Lease{root: r, data: data}, nil
+			}
+			return p, nil, nil
+		}
+		if p.Holder != nil && provablyGone(*p.Holder) {
+			if ok, err := r.takeOver(ctx, p.HolderRaw); err != nil {
+				return nil, nil, err
+			} else if ok {
+				warn(fmt.Sprintf("took over a stale lock of %s: that process is gone", p.Holder))
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return nil, nil, &LockedError{Root: r.Dir, Holder: p.Holder}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return &h, raw, nil
-}
-
-// Holder returns who holds the root's lock, or nil when nobody does.
-func (r *Root) Holder() (*Holder, error) {
-	h, raw, err := r.readLock()
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if h == nil {
-		return &Holder{Command: fmt.Sprintf("unreadable lock file (%d bytes)", len(raw))}, nil
-	}
-	return h, nil
-}
-
-// Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder.
-func (r *Root) Unlock() (*Holder, error) {
-	h, err := r.Holder()
-	if err != nil || h == nil {
-		return h, err
-	}
-	if err := r.Host.Remove(r.lockPath()); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return h, err
-	}
-	return h, nil
 }
 
 // Stale reports whether h is provably gone.
@@ -156,32 +126,60 @@ func provablyGone(h Holder) bool {
 
 // takeOver moves the stale lock whose content is stale aside. If, between reading and moving,
 // another run replaced it with a fresh lock, that lock is put back and false returned.
-func (r *Root) takeOver(stale []byte) bool {
-	aside := r.lockPath() + ".stale-" + randomSuffix()
-	if err := r.Host.Rename(r.lockPath(), aside); err != nil {
-		return false
+func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
+	s := r.newScript()
+	s.line(`A="$R/.ferry/lock.stale-` + randomSuffix() + `"`)
+	s.line(`mv "$R/.ferry/lock" "$A" 2>/dev/null || exit 0`)
+	// $(…) drops trailing newlines, so the comparison does too.
+	s.line(`if [ "$(cat "$A")" = ` + q(strings.TrimRight(string(stale), "\n")) + ` ]; then rm -f "$A"; note taken; exit 0; fi`)
+	// Not the lock we judged stale: put it back unless yet another run took the lock.
+	s.line(`ln "$A" "$R/.ferry/lock" 2>/dev/null; rm -f "$A"`)
+	f, err := s.run(ctx)
+	if err != nil {
+		return false, fmt.Errorf("take over the lock of %s: %w", r.Dir, err)
 	}
-	got, err := r.Host.ReadFile(aside)
-	if err == nil && !bytes.Equal(got, stale) {
-		// Not the lock we judged stale: restore it unless yet another run took the lock.
-		_ = r.Host.Rename(aside, r.lockPath())
-		return false
-	}
-	_ = r.Host.Remove(aside)
-	return true
+	return len(f) > 0 && f[0] == "taken", nil
 }
 
-// unlockIf removes the lock only if it is still the one we wrote.
-func (r *Root) unlockIf(mine []byte) error {
-	got, err := r.Host.ReadFile(r.lockPath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
+// unlockScript removes the lock only if it is still the one l wrote.
+func (l *Lease) unlockScript(s *script) {
+	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ]; then rm -f "$R/.ferry/lock"; ` +
+		`elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
+}
+
+// Release gives the lock up.
+func (l *Lease) Release(ctx context.Context) error {
+	s := l.root.newScript()
+	l.unlockScript(s)
+	f, err := s.run(ctx)
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(got, mine) {
-		return errors.New("the lock was taken over by another run; not removing it")
+	if d := done(nil, f); len(d.Warnings) > 0 {
+		return errors.New(d.Warnings[0])
 	}
-	return r.Host.Remove(r.lockPath())
+	return nil
+}
+
+// Holder returns who holds the root's lock, or nil when nobody does.
+func (r *Root) Holder() (*Holder, error) {
+	p, err := r.Probe(context.Background(), ProbeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return p.Holder, nil
+}
+
+// Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder.
+func (r *Root) Unlock(ctx context.Context) (*Holder, error) {
+	p, err := r.Probe(ctx, ProbeOptions{})
+	if err != nil || p.Holder == nil {
+		return nil, err
+	}
+	s := r.newScript()
+	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(strings.TrimRight(string(p.HolderRaw), "\n")) + ` ]; then rm -f "$R/.ferry/lock"; fi`)
+	if _, err := s.run(ctx); err != nil {
+		return p.Holder, err
+	}
+	return p.Holder, nil
 }

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"time"
 )
@@ -31,42 +31,13 @@ type Event struct {
 	User    string            `json:"user,omitempty"`
 	Error   string            `json:"error,omitempty"`
 	Shared  map[string]string `json:"shared,omitempty"`
+	// Manifest is the SHA-256 of the release's manifest as stored, on complete events.
+	Manifest string `json:"manifest,omitempty"`
 }
 
-// appendEvent adds ev to the log and syncs it. A line torn by a crash is closed first, so the
-// new event starts on a line of its own.
-func (r *Root) appendEvent(ev Event) error {
-	if ev.Time.IsZero() {
-		ev.Time = time.Now().UTC()
-	}
-	line, err := json.Marshal(ev)
-	if err != nil {
-		return err
-	}
-	line = append(line, '\n')
-	// Only a crash can leave a torn line, so the log's end is read once per run, under the lock.
-	if !r.logTailChecked {
-		if data, err := r.Host.ReadFile(r.logPath()); err == nil && len(data) > 0 && data[len(data)-1] != '\n' {
-			line = append([]byte("\n"), line...)
-		}
-	}
-	if err := r.Host.AppendFile(r.logPath(), line); err != nil {
-		return fmt.Errorf("write log: %w", err)
-	}
-	r.logTailChecked = true
-	return nil
-}
-
-// ReadLog returns every event in the order written. A line that does not parse (torn by a crash
-// mid-write) is skipped.
-func (r *Root) ReadLog() ([]Event, error) {
-	data, err := r.Host.ReadFile(r.logPath())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read log: %w", err)
-	}
+// parseLog returns every event of the log's content in the order written. A line that does not
+// parse (torn by a crash mid-write) is skipped.
+func parseLog(data []byte) []Event {
 	var events []Event
 	for line := range bytes.SplitSeq(data, []byte("\n")) {
 		var ev Event
@@ -75,7 +46,7 @@ func (r *Root) ReadLog() ([]Event, error) {
 		}
 		events = append(events, ev)
 	}
-	return events, nil
+	return events
 }
 
 // Status of a release as the log tells it.
@@ -103,6 +74,8 @@ type Release struct {
 	Error     string    `json:"error,omitempty"`
 	// Shared holds the hashes of shared files at the release's last activation.
 	Shared map[string]string `json:"-"`
+	// Manifest is the SHA-256 of the stored manifest, when the log recorded it.
+	Manifest string `json:"-"`
 }
 
 // State is the view of a root: releases in the order they were prepared (the log's order,
@@ -115,15 +88,12 @@ type State struct {
 	LastShared map[string]string
 }
 
-// State reads the log, the releases directory and the current link.
-func (r *Root) State() (*State, error) {
-	events, err := r.ReadLog()
-	if err != nil {
-		return nil, err
-	}
+// buildState makes the state from the log's content, the entries of releases/ (name to
+// is-directory) and the target of current ("" when current is not a symlink).
+func buildState(log []byte, entries map[string]bool, currentTarget, releasesDir string) *State {
 	st := &State{}
 	byID := map[string]*Release{}
-	for _, ev := range events {
+	for _, ev := range parseLog(log) {
 		rel := byID[ev.Release]
 		if rel == nil {
 			rel = &Release{ID: ev.Release, Prepared: ev.Time, Status: StatusPreparing}
@@ -134,7 +104,7 @@ func (r *Root) State() (*State, error) {
 		case EventPrepare:
 			rel.Message, rel.User = ev.Message, ev.User
 		case EventComplete:
-			rel.Status = StatusComplete
+			rel.Status, rel.Manifest = StatusComplete, ev.Manifest
 		case EventFailed:
 			rel.Status, rel.Error = StatusFailed, ev.Error
 		case EventActivate, EventRollback:
@@ -148,17 +118,14 @@ func (r *Root) State() (*State, error) {
 			rel.Status = StatusRemoved
 		}
 	}
-	entries, err := r.Host.ReadDir(r.releasesDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, err
-	}
-	for _, e := range entries {
-		if rel := byID[e.Name()]; rel != nil {
+	for name, isDir := range entries {
+		if rel := byID[name]; rel != nil {
 			rel.Exists = true
-		} else if e.IsDir() {
-			st.Unknown = append(st.Unknown, e.Name())
+		} else if isDir {
+			st.Unknown = append(st.Unknown, name)
 		}
 	}
+	slices.Sort(st.Unknown)
 	for _, rel := range st.Releases {
 		if rel.Status == StatusRemoved && rel.Exists {
 			// Removed from the log's point of view but the rename did not happen: treat it as
@@ -168,19 +135,11 @@ func (r *Root) State() (*State, error) {
 	}
 	// A current that is not a link (a directory left by another tool) has no release; deploys
 	// refuse it with a hint, ferry check reports it.
-	if fi, err := r.Host.Lstat(r.currentPath()); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		target, err := r.Host.Readlink(r.currentPath())
-		if err != nil {
-			return nil, fmt.Errorf("read current: %w", err)
-		}
-		st.Current = releaseOfLink(target, r.releasesDir())
-	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read current: %w", err)
-	}
+	st.Current = releaseOfLink(currentTarget, releasesDir)
 	for _, rel := range st.Releases {
 		rel.Current = rel.ID == st.Current
 	}
-	return st, nil
+	return st
 }
 
 // releaseOfLink returns the release id that a current link target names: "releases/<id>" as ferry

@@ -1,7 +1,11 @@
 package release
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -15,37 +19,61 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/host/local"
 )
 
 func newRoot(t *testing.T) *Root {
 	t.Helper()
-	r := New(host.NewLocal(), filepath.Join(t.TempDir(), "srv"))
-	if err := r.EnsureLayout(); err != nil {
+	r := New(local.New(), filepath.Join(t.TempDir(), "srv"))
+	if _, err := r.Probe(context.Background(), ProbeOptions{Create: true}); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// prepare makes a complete release holding index.html with content.
+// prepare makes a complete release holding index.html with content, in one Prepare request.
 func prepare(t *testing.T, r *Root, id, content string) {
 	t.Helper()
-	if err := r.Begin(id, "", "test"); err != nil {
+	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
+	var stream bytes.Buffer
+	tw := tar.NewWriter(&stream)
+	for name, data := range map[string][]byte{"index.html": []byte(content), ".m": manifest} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	tw.Close()
+	sum := sha256.Sum256(manifest)
+	u := &Upload{ID: id, User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true}
+	p, err := r.Prepare(context.Background(), u, &stream)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(r.ReleaseDir(id), "index.html"), []byte(content), 0o644); err != nil {
+	p.Swap.Abort(context.Background())
+}
+
+// readLog returns the events of the root's log.
+func readLog(t *testing.T, r *Root) []Event {
+	data, err := os.ReadFile(r.logPath())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.Complete(id, []byte(`{"entries":[]}`)); err != nil {
-		t.Fatal(err)
+	return parseLog(data)
+}
+
+// lock takes r's lock, failing the test on error, and returns its release.
+func lock(t *testing.T, r *Root, me Holder, wait time.Duration, warn func(string)) (func() error, error) {
+	_, lease, err := r.Lock(context.Background(), me, wait, ProbeOptions{}, warn)
+	if err != nil {
+		return nil, err
 	}
+	return func() error { return lease.Release(context.Background()) }, nil
 }
 
 func TestSwapNeverExposesAMissingCurrent(t *testing.T) {
 	r := newRoot(t)
 	prepare(t, r, "20260101-000000", "a")
 	prepare(t, r, "20260101-000001", "b")
-	if err := r.Activate("20260101-000000", nil); err != nil {
+	if err := r.Activate(context.Background(), "20260101-000000", nil); err != nil {
 		t.Fatal(err)
 	}
 	var stop atomic.Bool
@@ -65,16 +93,16 @@ func TestSwapNeverExposesAMissingCurrent(t *testing.T) {
 			}
 		})
 	}
-	for i := range 1000 {
+	for i := range 200 {
 		id := "20260101-00000" + fmt.Sprint(1-i%2)
-		if err := r.Activate(id, nil); err != nil {
+		if err := r.Activate(context.Background(), id, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 	stop.Store(true)
 	wg.Wait()
 	if failures.Load() > 0 {
-		t.Fatalf("%d of %d reads through current failed during 1,000 swaps; first: %v", failures.Load(), reads.Load(), firstErr.Load())
+		t.Fatalf("%d of %d reads through current failed during 200 swaps; first: %v", failures.Load(), reads.Load(), firstErr.Load())
 	}
 	if reads.Load() < 1000 {
 		t.Fatalf("only %d reads happened during the swaps; the test proves nothing", reads.Load())
@@ -107,7 +135,7 @@ func TestNewIDIsUniqueWithinASecondAndWhenTheClockGoesBack(t *testing.T) {
 	}
 	// Order is the log's: the release made when the clock was an hour behind is still the
 	// sixth, and the rollback target of the seventh.
-	if err := r.Activate(got[6], nil); err != nil {
+	if err := r.Activate(context.Background(), got[6], nil); err != nil {
 		t.Fatal(err)
 	}
 	st, _ := r.State()
@@ -143,11 +171,11 @@ func TestParseID(t *testing.T) {
 func TestLockIsExclusiveAndNamesItsHolder(t *testing.T) {
 	r := newRoot(t)
 	me := CurrentHolder("ferry deploy")
-	unlock, err := r.Lock(context.Background(), me, 0, logf(t))
+	unlock, err := lock(t, r, me, 0, logf(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = r.Lock(context.Background(), CurrentHolder("ferry rollback"), 0, logf(t))
+	_, err = lock(t, r, CurrentHolder("ferry rollback"), 0, logf(t))
 	var le *LockedError
 	if !errors.As(err, &le) || !errors.Is(err, ErrLocked) {
 		t.Fatalf("second lock: err = %v, want LockedError", err)
@@ -158,7 +186,7 @@ func TestLockIsExclusiveAndNamesItsHolder(t *testing.T) {
 	if err := unlock(); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err = r.Lock(context.Background(), me, 0, logf(t))
+	unlock, err = lock(t, r, me, 0, logf(t))
 	if err != nil {
 		t.Fatalf("lock after unlock: %v", err)
 	}
@@ -167,13 +195,13 @@ func TestLockIsExclusiveAndNamesItsHolder(t *testing.T) {
 
 func TestLockWaitQueuesBehindTheHolder(t *testing.T) {
 	r := newRoot(t)
-	unlock, err := r.Lock(context.Background(), CurrentHolder("first"), 0, logf(t))
+	unlock, err := lock(t, r, CurrentHolder("first"), 0, logf(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := make(chan error, 1)
 	go func() {
-		u, err := r.Lock(context.Background(), CurrentHolder("second"), time.Minute, logf(t))
+		u, err := lock(t, r, CurrentHolder("second"), time.Minute, logf(t))
 		if err == nil {
 			u()
 		}
@@ -198,11 +226,11 @@ func TestStaleLockOfADeadProcessIsTakenOver(t *testing.T) {
 	}
 	stale := CurrentHolder("ferry deploy")
 	stale.PID = dead.Process.Pid
-	if _, err := r.Lock(context.Background(), stale, 0, logf(t)); err != nil {
+	if _, err := lock(t, r, stale, 0, logf(t)); err != nil {
 		t.Fatal(err)
 	}
 	var warned []string
-	unlock, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, func(s string) { warned = append(warned, s) })
+	unlock, err := lock(t, r, CurrentHolder("ferry deploy"), 0, func(s string) { warned = append(warned, s) })
 	if err != nil {
 		t.Fatalf("stale lock not taken over: %v", err)
 	}
@@ -216,10 +244,10 @@ func TestStaleLockOfADeadProcessIsTakenOver(t *testing.T) {
 	other.Host = "elsewhere"
 	other.PID = dead.Process.Pid
 	r2 := newRoot(t)
-	if _, err := r2.Lock(context.Background(), other, 0, logf(t)); err != nil {
+	if _, err := lock(t, r2, other, 0, logf(t)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := r2.Lock(context.Background(), CurrentHolder("x"), 0, logf(t)); !errors.Is(err, ErrLocked) {
+	if _, err := lock(t, r2, CurrentHolder("x"), 0, logf(t)); !errors.Is(err, ErrLocked) {
 		t.Fatalf("lock held from another host was taken: %v", err)
 	}
 }
@@ -232,7 +260,7 @@ func TestConcurrentLockersExactlyOneWins(t *testing.T) {
 	for i := range 8 {
 		wg.Go(func() {
 			<-start
-			if _, err := r.Lock(context.Background(), CurrentHolder(fmt.Sprint("run ", i)), 0, logf(t)); err == nil {
+			if _, err := lock(t, r, CurrentHolder(fmt.Sprint("run ", i)), 0, logf(t)); err == nil {
 				wins.Add(1)
 			} else if !errors.Is(err, ErrLocked) {
 				t.Error(err)
@@ -254,7 +282,7 @@ func TestTornLogLineIsSkippedAndNextEventStartsANewLine(t *testing.T) {
 	f.Close()
 	r = New(r.Host, r.Dir) // the next run, after the crash
 	prepare(t, r, "20260101-000001", "b")
-	events, _ := r.ReadLog()
+	events := readLog(t, r)
 	if len(events) != 4 || events[2].Type != EventPrepare {
 		t.Fatalf("the event after the torn line was lost: %+v", events)
 	}

@@ -5,6 +5,7 @@
 package transfer
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -55,38 +56,55 @@ type jsonEntry struct {
 	Carried   bool   `json:"carried,omitempty"`
 }
 
-// Marshal encodes m as JSON, one entry a line so that diffs of manifests stay readable.
+// Marshal encodes m as JSON Lines: one entry a line, in path order. The same entry always makes
+// the same line, so a host can build a release's manifest from the previous one by dropping and
+// adding whole lines (see Delta), and diffs of manifests stay readable.
 func (m *Manifest) Marshal() ([]byte, error) {
-	var b strings.Builder
-	b.WriteString("{\"entries\":[\n")
-	for i, e := range m.Entries {
-		je := jsonEntry{Type: e.Type, Size: e.Size, Mode: uint32(e.Mode), Hash: e.Hash, MTime: e.MTime, Carried: e.Carried}
-		je.Path, je.PathB64 = encodeName(e.Path)
-		je.Target, je.TargetB64 = encodeName(e.Target)
-		line, err := json.Marshal(je)
+	var b bytes.Buffer
+	for _, e := range m.Entries {
+		line, err := marshalEntry(e)
 		if err != nil {
 			return nil, err
 		}
 		b.Write(line)
-		if i < len(m.Entries)-1 {
-			b.WriteByte(',')
-		}
 		b.WriteByte('\n')
 	}
-	b.WriteString("]}\n")
-	return []byte(b.String()), nil
+	return b.Bytes(), nil
 }
 
-// ParseManifest decodes what Marshal wrote.
+func marshalEntry(e Entry) ([]byte, error) {
+	je := jsonEntry{Type: e.Type, Size: e.Size, Mode: uint32(e.Mode), Hash: e.Hash, MTime: e.MTime, Carried: e.Carried}
+	je.Path, je.PathB64 = encodeName(e.Path)
+	je.Target, je.TargetB64 = encodeName(e.Target)
+	return json.Marshal(je)
+}
+
+// ParseManifest decodes what Marshal wrote, and the older single-document form
+// ({"entries":[…]}). Entries come out in path order.
 func ParseManifest(data []byte) (*Manifest, error) {
-	var raw struct {
-		Entries []jsonEntry `json:"entries"`
+	var raw []jsonEntry
+	if bytes.HasPrefix(data, []byte(`{"entries"`)) {
+		var doc struct {
+			Entries []jsonEntry `json:"entries"`
+		}
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return nil, fmt.Errorf("parse manifest: %w", err)
+		}
+		raw = doc.Entries
+	} else {
+		for line := range bytes.SplitSeq(data, []byte("\n")) {
+			if len(line) == 0 {
+				continue
+			}
+			var je jsonEntry
+			if err := json.Unmarshal(line, &je); err != nil {
+				return nil, fmt.Errorf("parse manifest: %w", err)
+			}
+			raw = append(raw, je)
+		}
 	}
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("parse manifest: %w", err)
-	}
-	m := &Manifest{Entries: make([]Entry, 0, len(raw.Entries))}
-	for _, je := range raw.Entries {
+	m := &Manifest{Entries: make([]Entry, 0, len(raw))}
+	for _, je := range raw {
 		p, err := decodeName(je.Path, je.PathB64)
 		if err != nil {
 			return nil, err
@@ -98,7 +116,54 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		m.Entries = append(m.Entries, Entry{Path: p, Type: je.Type, Size: je.Size, Mode: fs.FileMode(je.Mode),
 			Hash: je.Hash, Target: t, MTime: je.MTime, Carried: je.Carried})
 	}
+	slices.SortFunc(m.Entries, func(a, b Entry) int { return strings.Compare(a.Path, b.Path) })
 	return m, nil
+}
+
+// Delta says how a host builds the manifest of next from prev, the stored manifest of the
+// previous release: drop the lines of drop, then append the lines of add. stored is the
+// result, byte for byte. ok is false when prev is not in the line form or the delta would not
+// be much smaller than next itself; then next is sent whole.
+func Delta(prev []byte, next *Manifest) (drop, add, stored []byte, ok bool) {
+	if len(prev) == 0 || bytes.HasPrefix(prev, []byte(`{"entries"`)) || prev[len(prev)-1] != '\n' {
+		return nil, nil, nil, false
+	}
+	want := map[string]bool{}
+	var lines [][]byte
+	for _, e := range next.Entries {
+		line, err := marshalEntry(e)
+		if err != nil {
+			return nil, nil, nil, false
+		}
+		want[string(line)] = true
+		lines = append(lines, line)
+	}
+	had := map[string]bool{}
+	var out, dropped, added bytes.Buffer
+	for line := range bytes.SplitSeq(prev[:len(prev)-1], []byte("\n")) {
+		had[string(line)] = true
+		if want[string(line)] {
+			out.Write(line)
+			out.WriteByte('\n')
+		} else {
+			dropped.Write(line)
+			dropped.WriteByte('\n')
+		}
+	}
+	for _, line := range lines {
+		if !had[string(line)] {
+			added.Write(line)
+			added.WriteByte('\n')
+			out.Write(line)
+			out.WriteByte('\n')
+		}
+	}
+	// A host's grep -F -f compares every line with every pattern on BusyBox: past a few
+	// thousand dropped lines the whole manifest is cheaper.
+	if dropped.Len()+added.Len() > out.Len()/2 || bytes.Count(dropped.Bytes(), []byte("\n")) > 2000 {
+		return nil, nil, nil, false
+	}
+	return dropped.Bytes(), added.Bytes(), out.Bytes(), true
 }
 
 func encodeName(s string) (plain, b64 string) {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -117,61 +118,108 @@ func (p *Plan) Stats() Stats {
 	return s
 }
 
-// Write streams the plan as a tar archive to be unpacked in <root>/releases: entries are named
-// "<id>/<path>", and reused files are hard links to "<previous>/<path>", so one stream both uploads
-// the changed files and links the unchanged ones. progress, if set, is told of every byte sent.
-// A file whose content no longer matches the scan fails the stream with ErrSourceChanged.
-func (p *Plan) Write(w io.Writer, srcDir, id string, progress func(int64)) error {
-	return p.write(w, srcDir, id, func(int, Entry) bool { return true }, false, progress)
+// Changes is what a host does to turn a hard-linked copy of the previous release (cp -al) into
+// the new release, besides unpacking the stream.
+type Changes struct {
+	Remove   []string        // paths of the copy the new release must not have
+	Writable []string        // directories of the copy to make writable before removing
+	Send     map[string]bool // paths the stream carries
+	Modes    []Entry         // directories whose final mode is set after the stream
 }
 
-// WriteSkeleton writes the directories and symlinks of the plan, each directory writable by its
-// owner so that parallel streams can fill it (see ReadOnlyDirs).
-func (p *Plan) WriteSkeleton(w io.Writer, id string) error {
-	return p.write(w, "", id, func(_ int, e Entry) bool { return e.Type != TypeFile }, true, nil)
-}
-
-// WritePart writes the files of part k of n (by position), for n streams unpacked in parallel
-// after the skeleton: creating files is most of a deploy's time, and filesystems create them in
-// parallel much faster than one by one.
-func (p *Plan) WritePart(w io.Writer, srcDir, id string, k, n int, progress func(int64)) error {
-	return p.write(w, srcDir, id, func(i int, e Entry) bool { return e.Type == TypeFile && i%n == k }, false, progress)
-}
-
-// ReadOnlyDirs lists the directories whose mode WriteSkeleton widened, with their real mode.
-func (p *Plan) ReadOnlyDirs() []Entry {
-	var out []Entry
-	for _, e := range p.Manifest.Entries {
-		if e.Type == TypeDir && e.Mode&0o700 != 0o700 {
-			out = append(out, e)
+// Changes compares the plan with prev, the full manifest of the release the host copies from
+// (nil when it starts empty). extra are paths the previous release has that its manifest does
+// not list (its shared links, files written into it after it was made): they are removed too.
+func (p *Plan) Changes(prev *Manifest, extra []string) *Changes {
+	c := &Changes{Send: map[string]bool{}}
+	old := map[string]*Entry{}
+	if prev != nil {
+		old = prev.Index()
+	}
+	next := p.Manifest.Index()
+	removed := map[string]bool{}
+	remove := func(path string) {
+		for d := path; d != "."; d = pathDir(d) {
+			if removed[d] {
+				return // already gone with a directory above it
+			}
+		}
+		removed[path] = true
+		c.Remove = append(c.Remove, path)
+	}
+	if prev != nil {
+		for _, o := range prev.Entries {
+			if o.Type == TypeDir && o.Mode&0o200 == 0 {
+				c.Writable = append(c.Writable, o.Path)
+			}
+		}
+		for _, o := range prev.Entries {
+			n, ok := next[o.Path]
+			keep := ok && n.Type == o.Type && (o.Type == TypeDir ||
+				(o.Type == TypeFile && p.Reused[o.Path]) ||
+				(o.Type == TypeSymlink && n.Target == o.Target))
+			if !keep {
+				remove(o.Path)
+			}
+		}
+		for _, x := range extra {
+			if e, ok := old[x]; ok && e.Type == TypeDir {
+				continue // a directory of the release whose content changed
+			}
+			if _, ok := old[x]; !ok || !p.Reused[x] {
+				remove(x)
+			}
 		}
 	}
-	return out
+	for _, e := range p.Manifest.Entries {
+		o, had := old[e.Path]
+		gone := false
+		for d := e.Path; d != "."; d = pathDir(d) {
+			gone = gone || removed[d]
+		}
+		present := had && !gone
+		switch {
+		case e.Type == TypeDir:
+			if !present {
+				c.Send[e.Path] = true
+			}
+			if (!present && e.Mode&0o700 != 0o700) || (present && (o.Mode != e.Mode || o.Mode&0o200 == 0)) {
+				c.Modes = append(c.Modes, e)
+			}
+		case !present || !p.Reused[e.Path] && e.Type == TypeFile:
+			c.Send[e.Path] = true
+		case e.Type == TypeSymlink && o.Target != e.Target:
+			c.Send[e.Path] = true
+		}
+	}
+	return c
 }
 
-func (p *Plan) write(w io.Writer, srcDir, id string, want func(int, Entry) bool, writableDirs bool, progress func(int64)) error {
+func pathDir(p string) string { return path.Dir(p) }
+
+// Write streams the entries of the plan that send holds (all when send is nil) as a tar archive
+// to be unpacked in the release directory, followed by files, extra entries of ferry's own
+// (path to content). Directories are sent writable by their owner, so that the stream can fill
+// them; Changes lists their real modes. progress, if set, is told of every byte sent as it is
+// sent. A file whose content no longer matches the scan fails the stream with ErrSourceChanged.
+func (p *Plan) Write(w io.Writer, srcDir string, send map[string]bool, files map[string][]byte, progress func(int64)) error {
 	tw := tar.NewWriter(w)
 	buf := make([]byte, 256<<10)
-	for i, e := range p.Manifest.Entries {
-		if !want(i, e) {
+	for _, e := range p.Manifest.Entries {
+		if send != nil && !send[e.Path] {
 			continue
 		}
 		hdr := &tar.Header{
-			Name:    id + "/" + e.Path,
+			Name:    e.Path,
 			Mode:    int64(e.Mode),
 			ModTime: time.Unix(e.MTime, 0),
 			Format:  tar.FormatGNU, // raw bytes in names: newlines and non-UTF-8 survive
 		}
-		switch {
-		case e.Type == TypeDir:
-			hdr.Typeflag, hdr.Name = tar.TypeDir, hdr.Name+"/"
-			if writableDirs {
-				hdr.Mode |= 0o700
-			}
-		case e.Type == TypeSymlink:
+		switch e.Type {
+		case TypeDir:
+			hdr.Typeflag, hdr.Name, hdr.Mode = tar.TypeDir, hdr.Name+"/", hdr.Mode|0o700
+		case TypeSymlink:
 			hdr.Typeflag, hdr.Linkname = tar.TypeSymlink, e.Target
-		case p.Reused[e.Path]:
-			hdr.Typeflag, hdr.Linkname = tar.TypeLink, p.Previous+"/"+e.Path
 		default:
 			hdr.Typeflag, hdr.Size = tar.TypeReg, e.Size
 		}
@@ -184,6 +232,17 @@ func (p *Plan) write(w io.Writer, srcDir, id string, want func(int, Entry) bool,
 			}
 		}
 	}
+	names := slices.Sorted(maps.Keys(files))
+	for _, name := range names {
+		data := files[name]
+		hdr := &tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), ModTime: time.Now(), Typeflag: tar.TypeReg, Format: tar.FormatGNU}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if _, err := tw.Write(data); err != nil {
+			return err
+		}
+	}
 	return tw.Close()
 }
 
@@ -194,15 +253,28 @@ func copyFile(w io.Writer, p string, e Entry, buf []byte, progress func(int64)) 
 	}
 	defer f.Close()
 	h := sha256.New()
-	n, err := io.CopyBuffer(io.MultiWriter(w, h), io.LimitReader(f, e.Size), buf)
+	out := io.MultiWriter(w, h)
+	if progress != nil {
+		out = progressWriter{out, progress}
+	}
+	n, err := io.CopyBuffer(out, io.LimitReader(f, e.Size), buf)
 	if err != nil {
 		return fmt.Errorf("upload %q: %w", e.Path, err)
 	}
 	if n != e.Size || hex.EncodeToString(h.Sum(nil)) != e.Hash {
 		return fmt.Errorf("%w: %q (rebuild, then deploy again)", ErrSourceChanged, e.Path)
 	}
-	if progress != nil {
-		progress(n)
-	}
 	return nil
+}
+
+// progressWriter reports every write, so a progress bar moves with the bytes of a large file.
+type progressWriter struct {
+	w        io.Writer
+	progress func(int64)
+}
+
+func (p progressWriter) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.progress(int64(n))
+	return n, err
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/host/local"
 )
 
 func TestManifestRoundTripsOddNames(t *testing.T) {
@@ -106,7 +106,7 @@ func TestUnpackRefusesEntriesOutsideItsDirectory(t *testing.T) {
 			tw.Close()
 			dir := filepath.Join(t.TempDir(), "releases")
 			os.Mkdir(dir, 0o755)
-			err := host.NewLocal().Unpack(context.Background(), dir, &buf)
+			_, err := local.New().Unpack(context.Background(), dir, &buf, "", "")
 			if err == nil || !strings.Contains(err.Error(), "refusing") {
 				t.Fatalf("err = %v", err)
 			}
@@ -122,7 +122,7 @@ func TestPlanWriteDetectsASourceChangedSinceTheScan(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, "f"), []byte("two"), 0o644)
-	err = NewPlan(m, nil, "", ReuseLink, nil).Write(io.Discard, dir, "r1", nil)
+	err = NewPlan(m, nil, "", ReuseLink, nil).Write(io.Discard, dir, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "source changed") {
 		t.Fatalf("err = %v", err)
 	}

@@ -19,13 +19,26 @@ import (
 
 // SSHD is a running OpenSSH server that accepts the test's key for root.
 type SSHD struct {
-	Addr     string // 127.0.0.1:port
-	Port     string
-	HostKey  ssh.PublicKey
-	cmd      *exec.Cmd
-	exited   <-chan struct{}
-	stopped  bool
-	confFile string
+	Addr    string // 127.0.0.1:port
+	Port    string
+	HostKey ssh.PublicKey
+	// BusyBoxDir is, in BusyBox mode, the directory of applet links that is the sessions' only
+	// PATH entry; "" otherwise.
+	BusyBoxDir string
+	cmd        *exec.Cmd
+	exited     <-chan struct{}
+	stopped    bool
+	confFile   string
+}
+
+// SSHDOptions adjust the server that StartSSHDWith starts.
+type SSHDOptions struct {
+	// Untrusted leaves the server's host key out of the client's known_hosts.
+	Untrusted bool
+	// BusyBox makes every session run under BusyBox, as on Alpine: the command, or the
+	// interactive shell, runs in busybox sh with PATH holding only links to BusyBox's applets
+	// (see SSHD.BusyBoxDir). SFTP is served by OpenSSH's sftp-server.
+	BusyBox bool
 }
 
 // SSHClient is the client side shared by a test's servers: a key and a known_hosts file.
@@ -91,10 +104,22 @@ func writeKey(t TB, file string) ssh.PublicKey {
 // and adds its host key to c's known_hosts (unless untrusted is set).
 func StartSSHD(t TB, c *SSHClient, untrusted bool) *SSHD {
 	t.Helper()
+	return StartSSHDWith(t, c, SSHDOptions{Untrusted: untrusted})
+}
+
+// StartSSHDWith is StartSSHD with options.
+func StartSSHDWith(t TB, c *SSHClient, o SSHDOptions) *SSHD {
+	t.Helper()
 	bin := Need(t, "openssh-server", "/usr/sbin/sshd")
+	subsystem := "internal-sftp"
+	var busyBoxConf string
+	var busyBoxDir string
+	if o.BusyBox {
+		busyBoxDir, subsystem, busyBoxConf = setupBusyBox(t)
+	}
 	os.MkdirAll("/run/sshd", 0o755) // sshd's privilege separation directory
 	dir := t.TempDir()
-	s := &SSHD{Addr: FreePort(t)}
+	s := &SSHD{Addr: FreePort(t), BusyBoxDir: busyBoxDir}
 	_, s.Port, _ = net.SplitHostPort(s.Addr)
 	s.HostKey = writeKey(t, filepath.Join(dir, "host_ed25519"))
 	os.WriteFile(filepath.Join(dir, "authorized_keys"), ssh.MarshalAuthorizedKey(c.PublicKey), 0o600)
@@ -113,8 +138,8 @@ UsePAM no
 MaxSessions 100
 MaxStartups 100
 LogLevel ERROR
-Subsystem sftp internal-sftp
-`, s.Port, dir)
+Subsystem sftp %[3]s
+%[4]s`, s.Port, dir, subsystem, busyBoxConf)
 	os.WriteFile(s.confFile, []byte(conf), 0o600)
 	s.cmd = exec.Command(bin, "-D", "-e", "-f", s.confFile)
 	logFile, err := os.Create(filepath.Join(dir, "sshd.log"))
@@ -125,7 +150,7 @@ Subsystem sftp internal-sftp
 	s.cmd.Stderr = logFile
 	s.exited = startProcess(t, s.cmd, syscall.SIGTERM)
 	waitPort(t, s.Addr, s.cmd, s.exited, logFile.Name())
-	if !untrusted {
+	if !o.Untrusted {
 		f, err := os.OpenFile(c.KnownHosts, os.O_APPEND|os.O_WRONLY, 0)
 		if err != nil {
 			t.Fatalf("%v", err)

@@ -1,10 +1,11 @@
-package host
+// Package local is the host.Host of this machine: scripts run in sh, the upload is unpacked in
+// process (file creation spread over a few workers), and the swap is rename(2) itself.
+package local
 
 import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -18,210 +19,79 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/ferry-deploy/ferry/internal/host"
 )
 
 // Local is this machine, reached through the filesystem directly.
 type Local struct{}
 
-// NewLocal returns the local host.
-func NewLocal() *Local { return &Local{} }
+// New returns the local host.
+func New() *Local { return &Local{} }
 
-// Name implements Host.
+// Name implements host.Host.
 func (*Local) Name() string { return "local" }
 
-// Close implements Host.
+// Close implements host.Host.
 func (*Local) Close() error { return nil }
 
-// ReadFile implements Host.
-func (*Local) ReadFile(p string) ([]byte, error) { return os.ReadFile(p) }
-
-// WriteFile implements Host.
-func (l *Local) WriteFile(p string, data []byte) error {
-	tmp := p + ".tmp-" + rand.Text()
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+// Script implements host.Host: sh reads the script from its standard input, so it has no length
+// limit.
+func (*Local) Script(ctx context.Context, script string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "sh", "-s")
+	cmd.Stdin = strings.NewReader(script)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 2 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return out.Bytes(), ctx.Err()
+	}
 	if err != nil {
-		return err
+		return out.Bytes(), exitError(err, out.String())
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, p); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(p))
+	return out.Bytes(), nil
 }
 
-// AppendFile implements Host.
-func (*Local) AppendFile(p string, data []byte) error {
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
+func exitError(err error, output string) error {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	e := &host.ExitError{Host: "local", Code: ee.ExitCode(), Output: output}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		e.Code, e.Signal = -1, strings.TrimPrefix(unix.SignalName(ws.Signal()), "SIG")
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return e
 }
 
-// CreateExclusive implements Host. The content is written to a temporary file first and then
-// hard-linked to p, which fails if p exists: p never exists without its full content, even if
-// the process is killed halfway.
-func (*Local) CreateExclusive(p string, data []byte) error {
-	tmp := p + ".new-" + rand.Text()
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Link(tmp, p); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-// Mkdir implements Host.
-func (*Local) Mkdir(p string) error { return os.Mkdir(p, 0o755) }
-
-// MkdirAll implements Host.
-func (*Local) MkdirAll(p string) error { return os.MkdirAll(p, 0o755) }
-
-// Lstat implements Host.
-func (*Local) Lstat(p string) (fs.FileInfo, error) { return os.Lstat(p) }
-
-// Readlink implements Host.
-func (*Local) Readlink(p string) (string, error) { return os.Readlink(p) }
-
-// Symlink implements Host.
-func (*Local) Symlink(target, p string) error { return os.Symlink(target, p) }
-
-// Rename implements Host.
-func (*Local) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
-
-// Chmod implements Host.
-func (*Local) Chmod(p string, mode fs.FileMode) error { return os.Chmod(p, mode) }
-
-// Remove implements Host.
-func (*Local) Remove(p string) error { return os.Remove(p) }
-
-// ReadDir implements Host.
-func (*Local) ReadDir(p string) ([]fs.DirEntry, error) { return os.ReadDir(p) }
-
-// RemoveAll implements Host. Files are unlinked by a few workers at once, then the directories
-// deepest first: removing a release of thousands of files is most of a cleanup.
-func (*Local) RemoveAll(p string) error {
-	var files, dirs []string
-	err := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		switch {
-		case err != nil:
-			return err
-		case d.IsDir():
-			dirs = append(dirs, q)
-		default:
-			files = append(files, q)
-		}
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err == nil && len(files) > 64 {
-		var g errgroup.Group
-		const workers = 4
-		for w := range workers {
-			g.Go(func() error {
-				for i := w; i < len(files); i += workers {
-					if err := os.Remove(files[i]); err != nil && !errors.Is(err, fs.ErrNotExist) {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-		if g.Wait() == nil {
-			for i := len(dirs) - 1; i >= 0; i-- {
-				if os.Remove(dirs[i]) != nil {
-					break // something is left: let removeAll deal with it
-				}
-			}
+// Unpack implements host.Host: before and after run in sh; the stream is extracted in process.
+func (l *Local) Unpack(ctx context.Context, dir string, r io.Reader, before, after string) ([]byte, error) {
+	if before != "" {
+		if _, err := l.Script(ctx, before); err != nil {
+			return nil, err
 		}
 	}
-	return removeAll(p)
+	if err := extract(ctx, dir, r); err != nil {
+		return nil, err
+	}
+	if after == "" {
+		return nil, nil
+	}
+	return l.Script(ctx, after)
 }
 
-func removeAll(p string) error {
-	err := os.RemoveAll(p)
-	if err == nil || !errors.Is(err, fs.ErrPermission) {
-		return err
-	}
-	// A read-only directory inside the tree: make directories writable, then try again. WalkDir
-	// does not follow symlinks, so nothing outside p is touched.
-	_ = filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			_ = os.Chmod(q, 0o755)
-		}
-		return nil
-	})
-	return os.RemoveAll(p)
+// Rename implements host.Host.
+func (*Local) Rename(_ context.Context, oldpath, newpath string) error {
+	return os.Rename(oldpath, newpath)
 }
 
-// Sync implements Host. syncfs(2) flushes the whole filesystem that holds p in one call, which is
-// far cheaper than an fsync per file of a release.
-func (*Local) Sync(p string) error {
-	f, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		return fmt.Errorf("syncfs %s: %w", p, err)
-	}
-	return syncDir(filepath.Dir(p))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
-}
-
-// Run implements Host. The command runs in its own process group so that a timeout or an
+// Run implements host.Host. The command runs in its own process group so that a timeout or an
 // interrupt stops everything it started, not only the shell.
-func (*Local) Run(ctx context.Context, c Command) error {
+func (*Local) Run(ctx context.Context, c host.Command) error {
 	if c.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.Timeout)
@@ -236,33 +106,31 @@ func (*Local) Run(ctx context.Context, c Command) error {
 	cmd.WaitDelay = 2 * time.Second
 	err := cmd.Run()
 	if ctx.Err() == context.DeadlineExceeded && c.Timeout > 0 {
-		return fmt.Errorf("timed out after %s", c.Timeout)
+		return &host.TimeoutError{Timeout: c.Timeout}
 	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return err
-}
-
-// Output implements Host.
-func (*Local) Output(ctx context.Context, script string) ([]byte, error) {
-	out, err := exec.CommandContext(ctx, "sh", "-c", script).CombinedOutput()
-	if err != nil {
-		return out, fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	if errors.Is(err, exec.ErrWaitDelay) {
+		return fmt.Errorf("the command left a process running that holds its output open; redirect that process's output (cmd >/dev/null 2>&1 &): %w", err)
 	}
-	return out, nil
+	if err != nil {
+		return exitError(err, "")
+	}
+	return nil
 }
 
-// DialContext implements Host.
+// DialContext implements host.Host.
 func (*Local) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	var d net.Dialer
 	return d.DialContext(ctx, network, addr)
 }
 
-// Unpack implements Host. Entries are read in stream order, directories created at once, and
-// the creation of files and hard links, which is most of the time of a deploy, spread over a few
-// workers: the filesystem creates inodes in parallel far faster than one by one.
-func (*Local) Unpack(ctx context.Context, dir string, r io.Reader) error {
+// extract reads the tar stream r into dir. Entries are read in stream order, directories created
+// at once, and the creation of files and hard links spread over a few workers: the filesystem
+// creates inodes in parallel far faster than one by one. Existing directories are kept; an
+// existing file is an error (files are never written through).
+func extract(ctx context.Context, dir string, r io.Reader) error {
 	type dirAttr struct {
 		path  string
 		mode  fs.FileMode

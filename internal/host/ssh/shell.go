@@ -1,0 +1,117 @@
+package ssh
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"strconv"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/ferry-deploy/ferry/internal/host"
+)
+
+// Script implements host.Host: ferry's scripts run one after another in one sh on the host, so
+// each costs one round trip instead of a new session (two more). The script is written to that
+// shell's standard input, so it has no length limit.
+func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
+	h.shellMu.Lock()
+	defer h.shellMu.Unlock()
+	if h.shell == nil {
+		h.rt(2) // session, exec
+		c, err := startShell(h.client)
+		if err != nil {
+			return nil, fmt.Errorf("%s: start shell: %w", h.name, err)
+		}
+		h.shell = c
+	}
+	h.rt(1)
+	type answer struct {
+		out    []byte
+		status int
+		err    error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		out, status, err := h.shell.run(script)
+		done <- answer{out, status, err}
+	}()
+	var a answer
+	select {
+	case a = <-done:
+	case <-ctx.Done():
+		h.shell.close() // ends the read; the script may still finish on the host
+		<-done
+		h.shell = nil
+		return nil, ctx.Err()
+	}
+	if a.err != nil {
+		h.shell.close()
+		h.shell = nil
+		return nil, fmt.Errorf("%s: %w", h.name, a.err)
+	}
+	if a.status != 0 {
+		return a.out, &host.ExitError{Host: h.name, Code: a.status, Output: string(a.out)}
+	}
+	return a.out, nil
+}
+
+// shell is a sh on the host reading commands from stdin. Each script runs in a subshell with its
+// output (stdout and stderr) followed by a line with a random marker and the exit status.
+type shell struct {
+	sess *ssh.Session
+	in   io.WriteCloser
+	out  *bufio.Reader
+	mark []byte
+}
+
+func startShell(c *ssh.Client) (*shell, error) {
+	s, err := c.NewSession()
+	if err != nil {
+		return nil, err
+	}
+	in, err := s.StdinPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	out, err := s.StdoutPipe()
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.Start("exec sh"); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return &shell{sess: s, in: in, out: bufio.NewReaderSize(out, 64<<10), mark: []byte("ferry-done-" + rand.Text())}, nil
+}
+
+func (c *shell) run(script string) ([]byte, int, error) {
+	if _, err := fmt.Fprintf(c.in, "(\n%s\n) </dev/null 2>&1; printf '\\n%s %%d\\n' \"$?\"\n", script, c.mark); err != nil {
+		return nil, 0, err
+	}
+	var buf []byte
+	for {
+		line, err := c.out.ReadBytes('\n')
+		if err != nil {
+			return nil, 0, fmt.Errorf("shell on the host: %w", err)
+		}
+		if bytes.HasPrefix(line, c.mark) && (len(buf) == 0 || buf[len(buf)-1] == '\n') {
+			status, err := strconv.Atoi(string(bytes.TrimSpace(line[len(c.mark):])))
+			if err != nil {
+				return nil, 0, fmt.Errorf("shell on the host: bad status line %q", line)
+			}
+			return bytes.TrimSuffix(buf, []byte("\n")), status, nil
+		}
+		buf = append(buf, line...)
+	}
+}
+
+func (c *shell) close() {
+	c.in.Close()
+	c.sess.Close()
+}

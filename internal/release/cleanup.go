@@ -1,0 +1,101 @@
+package release
+
+import (
+	"context"
+	"fmt"
+)
+
+// Removable lists the releases that cleanup removes, newest first: every incomplete or failed
+// release (except preparing, the one this run is building), and complete releases beyond the
+// newest keep. The current release and the rollback target are always kept and count toward
+// keep. Order is the log's, never mtimes.
+func (st *State) Removable(keep int, preparing string) []string {
+	protect := map[string]bool{st.Current: true, preparing: true}
+	if target, err := st.RollbackTarget(); err == nil {
+		protect[target.ID] = true
+	}
+	var out []string
+	kept := 0
+	for i := len(st.Releases) - 1; i >= 0; i-- {
+		rel := st.Releases[i]
+		if !rel.Exists || protect[rel.ID] {
+			if rel.Live() {
+				kept++
+			}
+			continue
+		}
+		if rel.Status == StatusComplete && kept < keep {
+			kept++
+			continue
+		}
+		out = append(out, rel.ID)
+	}
+	return out
+}
+
+// removeScript takes release id out of releases/ with one rename into the trash, so that no
+// half-deleted release is ever visible under releases/, logs it, and deletes it. A release that
+// cannot be deleted is a warning, never a failure: it stays in the trash for the next run.
+func (r *Root) removeScript(s *script, id, reason string) {
+	t := r.trashDir() + "/" + id + "." + randomSuffix()
+	s.line(`T=` + q(t))
+	s.line(`if [ -e ` + q(r.ReleaseDir(id)) + ` ]; then mv ` + q(r.ReleaseDir(id)) + ` "$T" || die "cannot move release ` + id + ` to the trash"; fi`)
+	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
+	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
+	s.line(`if [ -e "$T" ] && ! rm -rf "$T" 2>/dev/null; then chmod -R u+w "$T" 2>/dev/null; rm -rf "$T" 2>/dev/null || note warn "could not delete all of release ` + id + ` (left in $T): check its permissions"; fi`)
+}
+
+// Wrapup is what a run does last on a host, in the same request as its last step: remove
+// releases, then give the lock up.
+type Wrapup struct {
+	Remove []string // releases to remove (see Removable)
+	Reason string   // why, for the log ("cleanup", "failed")
+	Lease  *Lease   // the lock to give up, if any
+}
+
+func (r *Root) wrapupScript(s *script, w *Wrapup) {
+	if w == nil {
+		return
+	}
+	for _, id := range w.Remove {
+		r.removeScript(s, id, w.Reason)
+	}
+	if w.Lease != nil {
+		w.Lease.unlockScript(s)
+	}
+}
+
+// Done is what a request that ended a run reports.
+type Done struct {
+	Removed  []string
+	Warnings []string
+}
+
+func done(w *Wrapup, f []string) *Done {
+	d := &Done{}
+	if w != nil {
+		d.Removed = w.Remove
+	}
+	for i := 0; i+1 < len(f); i += 2 {
+		if f[i] == "warn" {
+			d.Warnings = append(d.Warnings, f[i+1])
+		}
+	}
+	return d
+}
+
+// Finish runs w on its own.
+func (r *Root) Finish(ctx context.Context, w *Wrapup) (*Done, error) {
+	s := r.newScript()
+	r.wrapupScript(s, w)
+	f, err := s.run(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Dir, err)
+	}
+	return done(w, f), nil
+}
+
+// Cleanup removes what Removable lists on the state st, and gives up lease when it is set.
+func (r *Root) Cleanup(ctx context.Context, st *State, keep int, lease *Lease) (*Done, error) {
+	return r.Finish(ctx, &Wrapup{Remove: st.Removable(keep, ""), Reason: "cleanup", Lease: lease})
+}

@@ -1,0 +1,76 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/host"
+)
+
+// Hook is a command run in a release directory.
+type Hook struct {
+	Script  string
+	Timeout time.Duration
+}
+
+// HookError carries a failed hook's output.
+type HookError struct {
+	Script string
+	Output string
+	Err    error
+}
+
+func (e *HookError) Error() string {
+	out := strings.TrimRight(e.Output, "\n")
+	if out == "" {
+		return fmt.Sprintf("hook %q: %v", e.Script, e.Err)
+	}
+	return fmt.Sprintf("hook %q: %v; its output:\n%s", e.Script, e.Err, out)
+}
+
+func (e *HookError) Unwrap() error { return e.Err }
+
+// RunHook runs hook in release id with env, streaming its output to out and keeping the tail of
+// it for the error.
+func (r *Root) RunHook(ctx context.Context, id string, hook Hook, env []string, out func([]byte)) error {
+	tail := &tailBuffer{max: 16 << 10, forward: out}
+	err := r.Host.Run(ctx, host.Command{Script: hook.Script, Dir: r.ReleaseDir(id), Env: env, Stdout: tail, Stderr: tail, Timeout: hook.Timeout})
+	if err != nil {
+		return &HookError{Script: hook.Script, Output: tail.String(), Err: err}
+	}
+	return nil
+}
+
+// tailBuffer keeps the last max bytes written to it and forwards every write.
+type tailBuffer struct {
+	max     int
+	buf     []byte
+	forward func([]byte)
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	if t.forward != nil {
+		t.forward(p)
+	}
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > t.max {
+		t.buf = t.buf[len(t.buf)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.buf) }
+
+// Env is the FERRY_* environment of hooks and services for release id.
+func (r *Root) Env(id, previous, hostName string) []string {
+	return []string{
+		"FERRY_RELEASE=" + id,
+		"FERRY_RELEASE_DIR=" + r.ReleaseDir(id),
+		"FERRY_PREVIOUS_RELEASE=" + previous,
+		"FERRY_ROOT=" + r.Dir,
+		"FERRY_SHARED_DIR=" + r.sharedDir(),
+		"FERRY_HOST=" + hostName,
+	}
+}

@@ -1,0 +1,244 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"slices"
+	"strings"
+)
+
+// SharedPath is a path of shared/ linked into every release.
+type SharedPath struct {
+	Path  string // relative, cleaned, inside the release
+	IsDir bool
+}
+
+// DirMode is the final mode of a directory of a release.
+type DirMode struct {
+	Path string
+	Mode fs.FileMode
+}
+
+// Upload describes one new release on a host, prepared in one request around the upload stream:
+// before the stream, the previous release is copied as hard links and what must not be kept is
+// removed; the stream carries what changed; after it, the shared paths are linked, the manifest
+// stored, and, when there are no before_activate hooks, the release completed and its swap
+// prepared.
+type Upload struct {
+	ID, Message, User string
+	// Previous is the release whose files are hard-linked into the new one (cp -al); "" to
+	// start empty.
+	Previous string
+	// Writable are directories of Previous to make writable before Remove; Remove are the paths
+	// copied from Previous that the new release must not have.
+	Writable, Remove []string
+	// Recover are incomplete releases a killed run left, removed first.
+	Recover []string
+	Shared  []SharedPath
+	Modes   []DirMode // final modes of directories, set after the stream
+	// The manifest travels in the stream: either whole (ManifestFull, a path of the stream), or
+	// as the lines to drop from Previous's manifest and the lines to add (ManifestDrop,
+	// ManifestAdd). ManifestSum is the SHA-256 the stored manifest must have.
+	ManifestFull, ManifestDrop, ManifestAdd, ManifestSum string
+	// Complete marks the release complete in the same request (no before_activate hooks) and
+	// prepares its activation with the hashes of SharedFiles.
+	Complete    bool
+	SharedFiles []string
+}
+
+// Prepared is what preparing a release did.
+type Prepared struct {
+	Seeded []string // shared paths seeded from the build
+	// Swap is the prepared activation, when Upload.Complete was set.
+	Swap *Swap
+	// SharedHashes are the hashes of the shared files, when Upload.Complete was set.
+	SharedHashes map[string]string
+}
+
+// Prepare creates release u.ID from the previous release and the tar stream (paths relative to
+// the release). The log records the release before its directory exists, so a crash leaves it
+// known and incomplete.
+func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepared, error) {
+	n := r.ReleaseDir(u.ID)
+	before := r.newScript()
+	for _, id := range u.Recover {
+		r.removeScript(before, id, "incomplete")
+	}
+	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User})
+	before.line(`N=` + q(n))
+	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die "release $N already exists"; fi`)
+	if u.Previous != "" {
+		before.line(`cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die "cannot copy release ` + u.Previous + ` as hard links"`)
+	} else {
+		before.line(`mkdir "$N" || die "cannot create $N"`)
+	}
+	for _, d := range u.Writable {
+		before.line(`chmod u+w "$N/"` + q(d))
+	}
+	for i := 0; i < len(u.Remove); i += 64 {
+		var b strings.Builder
+		b.WriteString(`rm -rf --`)
+		for _, p := range u.Remove[i:min(i+64, len(u.Remove))] {
+			b.WriteString(` "$N/"` + q(p))
+		}
+		before.line(b.String() + ` || die "cannot remove files copied from ` + u.Previous + `"`)
+	}
+
+	after := r.newScript()
+	after.line(`N=` + q(n))
+	for _, sp := range u.Shared {
+		r.linkSharedScript(after, u.ID, sp)
+	}
+	for _, d := range u.Modes {
+		after.line(fmt.Sprintf(`chmod %o "$N/"%s || die "cannot set the mode of %s"`, d.Mode.Perm(), q(d.Path), d.Path))
+	}
+	r.manifestScript(after, u)
+	after.line(`durable "$N"`)
+	var sw *Swap
+	if u.Complete {
+		after.event(Event{Type: EventComplete, Release: u.ID, Manifest: u.ManifestSum})
+		sw = r.swapScript(after, Event{Type: EventActivate, Release: u.ID})
+		hashNotes(after, u.SharedFiles)
+	}
+	out, err := r.Host.Unpack(ctx, n, stream, before.String(), after.String())
+	if err != nil {
+		return nil, scriptError(err)
+	}
+	f := fields(out)
+	p := &Prepared{Swap: sw, SharedHashes: parseHashes(f)}
+	for i := 0; i+1 < len(f); i++ {
+		if f[i] == "seeded" {
+			p.Seeded = append(p.Seeded, f[i+1])
+			i++
+		}
+	}
+	if sw != nil {
+		sw.ev.Shared = p.SharedHashes
+	}
+	return p, nil
+}
+
+// manifestScript stores the new manifest from the stream and checks its hash. Its mtime is the
+// instant the release was made: the next deploy asks the host for what changed since.
+func (r *Root) manifestScript(s *script, u *Upload) {
+	s.line(`T=` + q(r.manifestPath(u.ID)+".tmp-"+randomSuffix()))
+	if u.ManifestFull != "" {
+		s.line(`mv "$N/"` + q(u.ManifestFull) + ` "$T" || die "cannot store the manifest"`)
+	} else {
+		s.line(`P=` + q(r.manifestPath(u.Previous)))
+		s.line(`{ if [ -s "$N/"` + q(u.ManifestDrop) + ` ]; then grep -v -x -F -f "$N/"` + q(u.ManifestDrop) + ` "$P"; else cat "$P"; fi; st=$?; cat "$N/"` + q(u.ManifestAdd) + `; } >"$T"`)
+		s.line(`[ "$st" -le 1 ] || die "cannot assemble the manifest from $P"`)
+		s.line(`rm -f "$N/"` + q(u.ManifestDrop) + ` "$N/"` + q(u.ManifestAdd))
+	}
+	s.line(`h=$(sha256sum <"$T"); if [ "${h%% *}" != ` + q(u.ManifestSum) + ` ]; then rm -f "$T"; die "the manifest stored on the host differs from the one ferry made"; fi`)
+	s.line(`touch "$T" && mv "$T" ` + q(r.manifestPath(u.ID)) + ` || die "cannot store the manifest"`)
+	var links strings.Builder
+	links.WriteString(`: >` + q(r.linksPath(u.ID)))
+	for _, sp := range u.Shared {
+		links.WriteString(` && printf '%s\000' ` + q(sp.Path) + ` >>` + q(r.linksPath(u.ID)))
+	}
+	s.line(links.String())
+}
+
+// linkSharedScript replaces shared path sp of release id with a symlink into shared/. On first
+// use the shared path is seeded from the release when the build has it, else created empty;
+// from then on the shared copy wins and the build's copy is removed from the release. Nothing in
+// shared/ is ever removed or overwritten. A shared directory that is itself a symlink (to a
+// second disk) is used, never deleted through.
+func (r *Root) linkSharedScript(s *script, id string, sp SharedPath) {
+	shared := r.sharedDir() + "/" + sp.Path
+	inRelease := r.ReleaseDir(id) + "/" + sp.Path
+	what := fmt.Sprintf("shared %s %q", kind(sp.IsDir), sp.Path)
+	s.line(`S=` + q(shared) + `; X=` + q(inRelease))
+	s.line(`if [ -e "$S" ] || [ -L "$S" ]; then`)
+	if sp.IsDir {
+		s.line(`  [ -d "$S" ] || die ` + q(fmt.Sprintf("link %s: shared/%s is a file, but ferry.yaml lists it under shared.dirs", what, sp.Path)))
+	} else {
+		s.line(`  [ ! -d "$S" ] || die ` + q(fmt.Sprintf("link %s: shared/%s is a dir, but ferry.yaml lists it under shared.files", what, sp.Path)))
+	}
+	s.line(`  if [ -e "$X" ] || [ -L "$X" ]; then rm -rf "$X" || die "cannot remove $X"; fi`)
+	s.line(`elif [ -L "$X" ]; then die ` + q(fmt.Sprintf("link %s: the build has %s as a symlink, but ferry.yaml lists it under shared.%ss", what, sp.Path, kind(sp.IsDir))))
+	s.line(`elif [ -e "$X" ]; then`)
+	if sp.IsDir {
+		s.line(`  [ -d "$X" ] || die ` + q(fmt.Sprintf("link %s: the build has %s as a file, but ferry.yaml lists it under shared.dirs", what, sp.Path)))
+	} else {
+		s.line(`  [ ! -d "$X" ] || die ` + q(fmt.Sprintf("link %s: the build has %s as a directory, but ferry.yaml lists it under shared.files", what, sp.Path)))
+	}
+	s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && mv "$X" "$S" || die ` + q("link "+what+": cannot seed shared/"+sp.Path))
+	s.line(`  note seeded ` + q(sp.Path))
+	s.line(`else`)
+	if sp.IsDir {
+		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && mkdir "$S" || die ` + q("link "+what+": cannot create shared/"+sp.Path))
+	} else {
+		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && (set -C; : >"$S") || die ` + q("link "+what+": cannot create shared/"+sp.Path))
+	}
+	s.line(`fi`)
+	// A relative link: from releases/<id>/<dir of path> up to <root>, then down into shared/.
+	target := strings.Repeat("../", strings.Count(sp.Path, "/")+2) + "shared/" + sp.Path
+	s.line(`mkdir -p ` + q(path.Dir(inRelease)) + ` && ln -s ` + q(target) + ` "$X" || die ` + q("link "+what+": cannot create the link"))
+}
+
+// Complete records release id complete once its before_activate hooks succeeded, and prepares
+// its activation with the hashes of sharedFiles.
+func (r *Root) Complete(ctx context.Context, id, manifestSum string, sharedFiles []string) (*Swap, error) {
+	s := r.newScript()
+	s.line(`durable ` + q(r.ReleaseDir(id)))
+	s.event(Event{Type: EventComplete, Release: id, Manifest: manifestSum})
+	sw := r.swapScript(s, Event{Type: EventActivate, Release: id})
+	hashNotes(s, sharedFiles)
+	f, err := s.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sw.ev.Shared = parseHashes(f)
+	return sw, nil
+}
+
+// Fail records that preparing release id failed and removes it, unless keep is set. w (the
+// unlock) runs in the same request.
+func (r *Root) Fail(ctx context.Context, id string, cause error, keep bool, w *Wrapup) (*Done, error) {
+	s := r.newScript()
+	s.event(Event{Type: EventFailed, Release: id, Error: cause.Error()})
+	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ]; then rm -f "$f"; fi; done`)
+	if !keep {
+		r.removeScript(s, id, "failed")
+	}
+	r.wrapupScript(s, w)
+	f, err := s.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return done(w, f), nil
+}
+
+// Manifest returns the stored manifest of release id.
+func (r *Root) Manifest(ctx context.Context, id string) ([]byte, error) {
+	s := r.newScript()
+	s.line(`cat ` + q(r.manifestPath(id)))
+	out, err := r.Host.Script(ctx, s.String())
+	return out, scriptError(err)
+}
+
+// ChangedShared lists the files whose hash differs between two activations. Nothing has changed
+// when there is no earlier record.
+func ChangedShared(before, now map[string]string) []string {
+	if before == nil {
+		return nil
+	}
+	var out []string
+	for f, h := range now {
+		if before[f] != h {
+			out = append(out, f)
+		}
+	}
+	for f := range before {
+		if _, ok := now[f]; !ok {
+			out = append(out, f)
+		}
+	}
+	slices.Sort(out)
+	return out
+}

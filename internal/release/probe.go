@@ -1,0 +1,257 @@
+package release
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// ProbeOptions say what one probe of a root does besides reading its state.
+type ProbeOptions struct {
+	// Lock, when set, is the holder to record in the lock: the probe takes the lock (or reports
+	// its holder and stops), and with the lock held recovers what a killed run left behind.
+	Lock *Holder
+	// Create makes the layout when the root does not exist yet (a first deploy).
+	Create bool
+	// Live reports the live release: its id, its manifest unless Cached has it, the shared
+	// links it was given, and its files and links changed since its manifest was written.
+	Live   bool
+	Cached []string // release ids whose manifests the caller has
+	// Shared are the shared paths whose presence in shared/ to report; SharedFiles the shared
+	// files whose hashes to report.
+	Shared      []SharedPath
+	SharedFiles []string
+}
+
+// Probe is what one probe learned of a root.
+type Probe struct {
+	Missing bool    // there is no releases/ (and Create was not set)
+	Locked  bool    // the probe took the lock
+	Holder  *Holder // who holds the lock (when Lock was set and it was held, or when reading)
+	// HolderRaw is the lock file's content as read, for a takeover.
+	HolderRaw []byte
+	// NotLink describes a current that is not a symlink ("directory", "file"); "" when fine.
+	NotLink string
+	// Recovered lists what was removed as left behind by a killed run.
+	Recovered []string
+	// Warnings are problems that did not stop the probe.
+	Warnings []string
+	State    *State
+	Live     *Live
+	// Shared maps each shared path present in shared/ to whether it is a directory.
+	Shared map[string]bool
+	// SharedHashes maps shared files to their hashes.
+	SharedHashes map[string]string
+}
+
+// Live is the live release as the probe saw it.
+type Live struct {
+	ID       string
+	Manifest []byte   // the stored manifest, nil when the caller has it cached
+	Links    []string // shared links the release was given
+	// Changed lists the paths of the release (files, links and directories) modified since its
+	// manifest was written: files edited in place, or written by hooks and the app.
+	Changed []string
+}
+
+// Probe reads the root's state in one request, taking the lock and recovering leftovers first
+// when o.Lock is set.
+func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
+	mark := "ferry-section-" + rand.Text()
+	s := r.newScript()
+	s.line("M=" + q(mark))
+	s.line(`sec() { printf '\n%s %s\n' "$M" "$1"; }`)
+	s.line(`if [ ! -d "$R/releases" ]; then`)
+	if o.Create {
+		s.line(`  mkdir -p "$R/releases" || die "cannot create $R/releases"`)
+	} else {
+		s.line(`  sec missing; exit 0`)
+	}
+	s.line(`fi`)
+	if o.Lock != nil || o.Create {
+		s.line(`mkdir -p "$R/shared" "$R/.ferry/manifests" "$R/.ferry/trash" || die "cannot create the layout under $R"`)
+	}
+	// ferry never follows a symlink in its own layout: a planted link would turn a cleanup into
+	// a delete elsewhere.
+	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests" "$R/.ferry/trash"; do`)
+	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; replace it with a directory"; fi`)
+	s.line(`done`)
+	s.line(`if [ -e "$R/current" ] && [ ! -L "$R/current" ]; then sec notlink; if [ -d "$R/current" ]; then echo directory; else echo file; fi`)
+	if o.Lock != nil {
+		s.line(`  exit 0`)
+	}
+	s.line(`fi`)
+	if o.Lock != nil {
+		data, err := json.Marshal(o.Lock)
+		if err != nil {
+			return nil, err
+		}
+		s.line(`T="$R/.ferry/lock.new-` + randomSuffix() + `"`)
+		s.line(`printf '%s' ` + q(string(data)) + ` >"$T" || die "cannot write $T"`)
+		s.line(`if ln "$T" "$R/.ferry/lock" 2>/dev/null; then rm -f "$T"; sec locked`)
+		s.line(`else rm -f "$T"; [ -e "$R/.ferry/lock" ] || die "cannot create the lock $R/.ferry/lock"; sec holder; cat "$R/.ferry/lock"; exit 0; fi`)
+		r.recoverScript(s)
+	} else {
+		s.line(`if [ -f "$R/.ferry/lock" ]; then sec holder; cat "$R/.ferry/lock"; fi`)
+	}
+	s.line(`sec log; cat "$L" 2>/dev/null`)
+	s.line(`sec releases`)
+	s.line(`for d in "$R"/releases/* "$R"/releases/.[!.]* "$R"/releases/..?*; do`)
+	s.line(`  if [ -d "$d" ] && [ ! -L "$d" ]; then printf 'd%s\000' "${d##*/}"; elif [ -e "$d" ] || [ -L "$d" ]; then printf 'f%s\000' "${d##*/}"; fi`)
+	s.line(`done`)
+	s.line(`if [ -L "$R/current" ]; then sec current; readlink "$R/current"; fi`)
+	if o.Live {
+		s.line(`c=$(readlink "$R/current" 2>/dev/null); id=${c##*/}`)
+		s.line(`case $c in releases/*|"$R"/releases/*) ;; *) id= ;; esac`)
+		s.line(`m="$R/.ferry/manifests/$id.json"`)
+		s.line(`if [ -n "$id" ] && [ -f "$m" ] && [ -d "$R/releases/$id" ]; then`)
+		s.line(`  sec live; printf '%s' "$id"`)
+		s.line(`  case ' ` + strings.Join(o.Cached, " ") + ` ' in *" $id "*) ;; *) sec manifest; gzip -c <"$m" ;; esac`)
+		s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then sec links; cat "$R/.ferry/manifests/$id.links"; fi`)
+		s.line(`  sec changed; (cd "$R/releases/$id" && find . -newer "$m" -print0)`)
+		s.line(`fi`)
+	}
+	if len(o.Shared) > 0 {
+		s.line(`sec shared`)
+		s.line(`x() { if [ -d "$1" ]; then printf 'd%s\000' "$2"; elif [ -e "$1" ] || [ -L "$1" ]; then printf 'f%s\000' "$2"; fi; }`)
+		for _, sp := range o.Shared {
+			s.line(`x "$R/shared/"` + q(sp.Path) + ` ` + q(sp.Path))
+		}
+	}
+	if len(o.SharedFiles) > 0 {
+		r.hashScript(s, "hashes", o.SharedFiles)
+	}
+	s.line(`sec end`)
+
+	out, err := r.Host.Script(ctx, s.String())
+	if err != nil {
+		return nil, scriptError(err)
+	}
+	secs, err := sections(out, mark)
+	if err != nil {
+		return nil, err
+	}
+	p := &Probe{}
+	if _, ok := secs["missing"]; ok {
+		p.Missing = true
+		p.State = &State{}
+		return p, nil
+	}
+	if v, ok := secs["notlink"]; ok {
+		p.NotLink = strings.TrimSpace(string(v))
+	}
+	if v, ok := secs["holder"]; ok {
+		p.HolderRaw = v
+		var h Holder
+		if json.Unmarshal(v, &h) == nil {
+			p.Holder = &h
+		} else {
+			p.Holder = &Holder{Command: fmt.Sprintf("unreadable lock file (%d bytes)", len(v))}
+		}
+	}
+	_, p.Locked = secs["locked"]
+	if o.Lock != nil && !p.Locked {
+		return p, nil // held by another run, or current is not a link: nothing else was read
+	}
+	if _, ok := secs["end"]; !ok {
+		return nil, fmt.Errorf("probe of %s ended early: %s", r.Dir, strings.TrimSpace(string(out)))
+	}
+	p.Recovered = fields(secs["recovered"])
+	p.Warnings = fields(secs["warn"])
+	entries := map[string]bool{}
+	for _, e := range fields(secs["releases"]) {
+		if e != "" {
+			entries[e[1:]] = e[0] == 'd'
+		}
+	}
+	p.State = buildState(secs["log"], entries, strings.TrimSuffix(string(secs["current"]), "\n"), r.releasesDir())
+	if id, ok := secs["live"]; ok {
+		lv := &Live{ID: string(id), Links: fields(secs["links"])}
+		if gz, ok := secs["manifest"]; ok {
+			zr, err := gzip.NewReader(bytes.NewReader(gz))
+			if err != nil {
+				return nil, fmt.Errorf("read manifest of %s: %w", id, err)
+			}
+			if lv.Manifest, err = io.ReadAll(zr); err != nil {
+				return nil, fmt.Errorf("read manifest of %s: %w", id, err)
+			}
+		}
+		for _, c := range fields(secs["changed"]) {
+			if c = strings.TrimPrefix(c, "./"); c != "." && c != "" {
+				lv.Changed = append(lv.Changed, c)
+			}
+		}
+		p.Live = lv
+	}
+	if v, ok := secs["shared"]; ok {
+		p.Shared = map[string]bool{}
+		for _, e := range fields(v) {
+			if e != "" {
+				p.Shared[e[1:]] = e[0] == 'd'
+			}
+		}
+	}
+	p.SharedHashes = hashes(secs["hashes"])
+	return p, nil
+}
+
+// State reads the root's state: the log, releases/ and where current points. It changes nothing.
+func (r *Root) State() (*State, error) {
+	p, err := r.Probe(context.Background(), ProbeOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return p.State, nil
+}
+
+// recoverScript removes what a killed run left behind: temporary current.* links, temporary
+// files, and the trash. It runs with the lock held. Incomplete releases are removed by the
+// next request, once the engine has read the log.
+func (r *Root) recoverScript(s *script) {
+	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
+	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
+	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
+	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
+	s.line(`if ! find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null; then`)
+	s.line(`  chmod -R u+w "$R/.ferry/trash" 2>/dev/null`)
+	s.line(`  find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || { sec warn; note "could not empty $R/.ferry/trash; remove what is left there by hand"; }`)
+	s.line(`fi`)
+}
+
+// hashScript reports the SHA-256 of each shared file that exists, in section name.
+func (r *Root) hashScript(s *script, name string, files []string) {
+	s.line(`sec ` + name)
+	for _, f := range files {
+		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$(sha256sum <"$R/shared/"` + q(f) + `) && note ` + q(f) + ` "${h%% *}"; fi`)
+	}
+}
+
+func hashes(sec []byte) map[string]string {
+	out := map[string]string{}
+	f := fields(sec)
+	for i := 0; i+1 < len(f); i += 2 {
+		out[f[i]] = f[i+1]
+	}
+	return out
+}
+
+// sections splits a script's output at lines "<mark> <name>" into named sections.
+func sections(out []byte, mark string) (map[string][]byte, error) {
+	sep := []byte("\n" + mark + " ")
+	parts := bytes.Split(out, sep)
+	secs := map[string][]byte{}
+	for _, part := range parts[1:] {
+		name, body, ok := bytes.Cut(part, []byte("\n"))
+		if !ok {
+			return nil, errors.New("malformed answer from the host")
+		}
+		secs[string(name)] = append(secs[string(name)], body...)
+	}
+	return secs, nil
+}
