@@ -41,6 +41,10 @@ type HostResult struct {
 	Previous  string         `json:"previous,omitempty"`
 	Stats     transfer.Stats `json:"files"`
 	Removed   []string       `json:"removed,omitempty"`
+	// RoundTrips counts the requests that waited for the host's answer after the SSH
+	// handshake; WireBytes the bytes of the whole connection, both ways, handshake included.
+	RoundTrips int64 `json:"round_trips,omitempty"`
+	WireBytes  int64 `json:"wire_bytes,omitempty"`
 }
 
 // Result is the outcome of a deploy.
@@ -275,6 +279,12 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		}
 		return nil
 	})
+	for _, run := range runs {
+		if c, ok := run.Root.Host.(host.Counter); ok {
+			sent, received := c.BytesOnWire()
+			run.result.RoundTrips, run.result.WireBytes = c.RoundTrips(), sent+received
+		}
+	}
 	res.Duration = time.Since(start)
 	return res, nil
 }
@@ -375,7 +385,11 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	var edited []string
 	for _, e := range m.Entries {
 		if e.Type == transfer.TypeFile && changed[e.Path] {
-			edited = append(edited, e.Path)
+			// A file the build wrote in the second before the manifest's mtime cannot be told
+			// from an edit: it is sent again, without a warning.
+			if e.MTime <= lv.Stamp {
+				edited = append(edited, e.Path)
+			}
 			continue
 		}
 		reusable.Entries = append(reusable.Entries, e)

@@ -134,7 +134,12 @@ func (r *Root) manifestScript(s *script, u *Upload) {
 		s.line(`rm -f "$N/"` + q(u.ManifestDrop) + ` "$N/"` + q(u.ManifestAdd))
 	}
 	s.line(`h=$(sha256sum <"$T"); if [ "${h%% *}" != ` + q(u.ManifestSum) + ` ]; then rm -f "$T"; die "the manifest stored on the host differs from the one ferry made"; fi`)
-	s.line(`touch "$T" && mv "$T" ` + q(r.manifestPath(u.ID)) + ` || die "cannot store the manifest"`)
+	// The manifest's mtime is the whole second before now: the next deploy asks the host for
+	// what changed since (find -newer), and BusyBox's find compares whole seconds, so anything
+	// written into the release from now on, by hooks, the app or a person, is newer on every
+	// host. A build file whose own mtime falls in that second is newer too; the engine tells
+	// those apart by the mtime the manifest records (see Live.Stamp).
+	s.line(`t=$(( $(date +%s) - 1 )); touch -t "$(date -d "@$t" +%Y%m%d%H%M.%S)" "$T" && mv "$T" ` + q(r.manifestPath(u.ID)) + ` || die "cannot store the manifest"`)
 	var links strings.Builder
 	links.WriteString(`: >` + q(r.linksPath(u.ID)))
 	for _, sp := range u.Shared {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 )
 
@@ -58,6 +59,9 @@ type Live struct {
 	// Changed lists the paths of the release (files, links and directories) modified since its
 	// manifest was written: files edited in place, or written by hooks and the app.
 	Changed []string
+	// Stamp is the mtime of the manifest, in Unix seconds: a file whose recorded mtime is newer
+	// may be listed in Changed only because the build wrote it in that second.
+	Stamp int64
 }
 
 // Probe reads the root's state in one request, taking the lock and recovering leftovers first
@@ -114,6 +118,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`  sec live; printf '%s' "$id"`)
 		s.line(`  case ' ` + strings.Join(o.Cached, " ") + ` ' in *" $id "*) ;; *) sec manifest; gzip -c <"$m" ;; esac`)
 		s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then sec links; cat "$R/.ferry/manifests/$id.links"; fi`)
+		s.line(`  sec stamp; stat -c %Y "$m"`)
 		s.line(`  sec changed; (cd "$R/releases/$id" && find . -newer "$m" -print0)`)
 		s.line(`fi`)
 	}
@@ -173,6 +178,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	p.State = buildState(secs["log"], entries, strings.TrimSuffix(string(secs["current"]), "\n"), r.releasesDir())
 	if id, ok := secs["live"]; ok {
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
+		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
 		if gz, ok := secs["manifest"]; ok {
 			zr, err := gzip.NewReader(bytes.NewReader(gz))
 			if err != nil {
