@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ferry-deploy/ferry/internal/release"
 )
@@ -67,8 +68,11 @@ func (c *manifestCache) get(t *Target, id, sum string) []byte {
 	return data
 }
 
-// put stores the manifest of release id and forgets the host's other manifests: only the live
-// release's is ever asked for.
+// cacheKeep is how many manifests are kept a host: the live release's is the one asked for, and
+// after a rollback it is one deployed before.
+const cacheKeep = 6
+
+// put stores the manifest of release id and forgets the host's oldest manifests.
 func (c *manifestCache) put(t *Target, id string, data []byte) {
 	if c.dir == "" {
 		return
@@ -84,10 +88,21 @@ func (c *manifestCache) put(t *Target, id string, data []byte) {
 		os.Remove(tmp)
 		return
 	}
+	now := time.Now()
+	os.Chtimes(filepath.Join(dir, name), now, now) // a manifest used again is kept longer
 	entries, _ := os.ReadDir(dir)
+	type file struct {
+		name string
+		used time.Time
+	}
+	var files []file
 	for _, e := range entries {
-		if e.Name() != name {
-			os.Remove(filepath.Join(dir, e.Name()))
+		if fi, err := e.Info(); err == nil {
+			files = append(files, file{e.Name(), fi.ModTime()})
 		}
+	}
+	slices.SortFunc(files, func(a, b file) int { return b.used.Compare(a.used) })
+	for _, f := range files[min(cacheKeep, len(files)):] {
+		os.Remove(filepath.Join(dir, f.name))
 	}
 }

@@ -174,7 +174,9 @@ func (c *checker) userData() {
 		}
 		mtime, _ := strconv.ParseInt(mtimes[i], 10, 64)
 		if e := idx[p]; e != nil {
-			changed = append(changed, p)
+			if e.Type != transfer.TypeFile || mtime != e.MTime {
+				changed = append(changed, p)
+			}
 			continue
 		}
 		if mtime <= completed {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -370,9 +371,7 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		rep.Warn(run.Name, fmt.Sprintf("cannot read the manifest of %s (%v): sending every file", lv.ID, err))
 		return nil
 	}
-	if lv.Manifest != nil {
-		cache.put(run.Target, lv.ID, raw)
-	}
+	cache.put(run.Target, lv.ID, raw)
 	run.prevID, run.prevRaw, run.prevFull, run.prevMan = lv.ID, raw, m, m
 	if cfg.Reuse != transfer.ReuseLink {
 		return nil
@@ -381,13 +380,30 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	for _, c := range lv.Changed {
 		changed[c] = true
 	}
+	// A file the build wrote in the manifest's own second is newer than the manifest without
+	// having changed: its mtime on the host tells, compared with the one the manifest records.
+	// One that cannot be told is sent again, without a warning.
+	var unsure []transfer.Entry
+	for _, e := range m.Entries {
+		if e.Type == transfer.TypeFile && changed[e.Path] && e.MTime > lv.Stamp {
+			unsure = append(unsure, e)
+		}
+	}
+	quiet := map[string]bool{}
+	if len(unsure) > 0 {
+		same, differ, err := sameMTimes(ctx, run.Root, lv.ID, unsure)
+		for _, e := range unsure {
+			quiet[e.Path] = err != nil || !differ[e.Path]
+			if same[e.Path] {
+				delete(changed, e.Path)
+			}
+		}
+	}
 	reusable := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(m.Entries))}
 	var edited []string
 	for _, e := range m.Entries {
 		if e.Type == transfer.TypeFile && changed[e.Path] {
-			// A file the build wrote in the second before the manifest's mtime cannot be told
-			// from an edit: it is sent again, without a warning.
-			if e.MTime <= lv.Stamp {
+			if !quiet[e.Path] {
 				edited = append(edited, e.Path)
 			}
 			continue
@@ -400,6 +416,42 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 			plural(len(edited), "file"), lv.ID, strings.Join(edited[:min(3, len(edited))], ", ")))
 	}
 	return nil
+}
+
+// sameMTimes tells, of files of release id, which still have on the host the mtime and size
+// the manifest records and which do not, in one request: which exist, then one stat(1) for those.
+func sameMTimes(ctx context.Context, root *release.Root, id string, files []transfer.Entry) (same, differ map[string]bool, err error) {
+	var b strings.Builder
+	b.WriteString("cd " + host.Quote(root.ReleaseDir(id)) + " || exit 1\nset --\n")
+	for _, e := range files {
+		p := host.Quote(e.Path)
+		b.WriteString("if [ -f " + p + " ] && [ ! -L " + p + " ]; then set -- \"$@\" " + p + "; printf 1; else printf 0; fi\n")
+	}
+	b.WriteString("echo; [ $# -eq 0 ] || stat -c '%Y %s' -- \"$@\"\n")
+	out, err := root.Host.Script(ctx, b.String())
+	if err != nil {
+		return nil, nil, err
+	}
+	exists, rest, _ := strings.Cut(string(out), "\n")
+	stats := strings.Fields(rest)
+	if len(exists) != len(files) || 2*strings.Count(exists, "1") != len(stats) {
+		return nil, nil, fmt.Errorf("unexpected answer %q", out)
+	}
+	same, differ = map[string]bool{}, map[string]bool{}
+	k := 0
+	for i, e := range files {
+		if exists[i] != '1' {
+			differ[e.Path] = true
+			continue
+		}
+		if stats[k] == strconv.FormatInt(e.MTime, 10) && stats[k+1] == strconv.FormatInt(e.Size, 10) {
+			same[e.Path] = true
+		} else {
+			differ[e.Path] = true
+		}
+		k += 2
+	}
+	return same, differ, nil
 }
 
 func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts DeployOptions, id, user, src string,

@@ -88,7 +88,7 @@ func TestLargeUploadInParallelStreamsKeepsModes(t *testing.T) {
 	}
 	s.check() // every file's content and mode against the manifest
 	if st := res.Hosts[0].Stats; st.Sent != 1 || st.Reused != st.Files-1 {
-		t.Fatalf("stats = %+v", st)
+		t.Fatalf("stats = %+v; warnings: %v", st, s.rep.warnings)
 	}
 	if fi, _ := os.Stat(filepath.Join(s.root, "current/locked")); fi.Mode().Perm() != 0o500 {
 		t.Fatalf("locked/ mode = %v, want 0500", fi.Mode().Perm())

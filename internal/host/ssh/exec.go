@@ -91,7 +91,8 @@ func (h *SSH) killGroup(pid *pidWriter) {
 	p := strconv.Itoa(pid.pid)
 	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _ = h.Script(kctx, "kill -KILL -- -"+p+" 2>/dev/null || kill -KILL "+p+" 2>/dev/null; true")
+	// dash's kill takes no "--": a negative number after the signal is a process group.
+	_, _ = h.Script(kctx, "kill -KILL -"+p+" 2>/dev/null || kill -KILL "+p+" 2>/dev/null; true")
 }
 
 // pidWriter reads the "ferry-pid N" line a command prints first on stderr and forwards the rest.

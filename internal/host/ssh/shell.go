@@ -43,8 +43,9 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	select {
 	case a = <-done:
 	case <-ctx.Done():
-		h.shell.close() // ends the read; the script may still finish on the host
-		<-done
+		// The shell is given up: sshd closes the session only once the script's output closes,
+		// so its reader is not waited for. The next script starts a new shell.
+		h.shell.close()
 		h.shell = nil
 		return nil, ctx.Err()
 	}
