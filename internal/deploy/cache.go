@@ -35,9 +35,10 @@ func (c *manifestCache) hostDir(t *Target) string {
 	return filepath.Join(c.dir, hex.EncodeToString(sum[:12]))
 }
 
-// ids lists the release ids the cache holds for t.
+// ids lists the release ids the cache holds for t. Hosts on this machine are not cached:
+// reading the manifest there costs nothing.
 func (c *manifestCache) ids(t *Target) []string {
-	if c.dir == "" {
+	if c.dir == "" || t.spec.Local {
 		return nil
 	}
 	entries, _ := os.ReadDir(c.hostDir(t))
@@ -55,7 +56,7 @@ func (c *manifestCache) ids(t *Target) []string {
 
 // get returns the manifest of release id whose SHA-256 is sum, or nil.
 func (c *manifestCache) get(t *Target, id, sum string) []byte {
-	if c.dir == "" || sum == "" {
+	if c.dir == "" || sum == "" || t.spec.Local {
 		return nil
 	}
 	data, err := os.ReadFile(filepath.Join(c.hostDir(t), id+"."+sum))
@@ -74,7 +75,7 @@ const cacheKeep = 6
 
 // put stores the manifest of release id and forgets the host's oldest manifests.
 func (c *manifestCache) put(t *Target, id string, data []byte) {
-	if c.dir == "" {
+	if c.dir == "" || t.spec.Local {
 		return
 	}
 	dir := c.hostDir(t)

@@ -140,7 +140,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		full, scanErr = scan(cfg, rep)
 	}()
 	probe := func(t *Target) release.ProbeOptions {
-		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared}
+		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared, Plain: t.spec.Local}
 	}
 	hosts, err := lockAll(ctx, targets, opts.Options, probe, false, true, rep)
 	<-scanned

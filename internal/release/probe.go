@@ -24,6 +24,8 @@ type ProbeOptions struct {
 	// links it was given, and its files and links changed since its manifest was written.
 	Live   bool
 	Cached []string // release ids whose manifests the caller has
+	// Plain sends the manifest as it is rather than gzipped (a host on this machine).
+	Plain bool
 	// Shared are the shared paths whose presence in shared/ to report; SharedFiles the shared
 	// files whose hashes to report.
 	Shared      []SharedPath
@@ -116,7 +118,11 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`m="$R/.ferry/manifests/$id.json"`)
 		s.line(`if [ -n "$id" ] && [ -f "$m" ] && [ -d "$R/releases/$id" ]; then`)
 		s.line(`  sec live; printf '%s' "$id"`)
-		s.line(`  case ' ` + strings.Join(o.Cached, " ") + ` ' in *" $id "*) ;; *) sec manifest; gzip -c <"$m" ;; esac`)
+		send := `gzip -c <"$m"`
+		if o.Plain {
+			send = `sec plain; cat "$m"`
+		}
+		s.line(`  case ' ` + strings.Join(o.Cached, " ") + ` ' in *" $id "*) ;; *) sec manifest; ` + send + ` ;; esac`)
 		s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then sec links; cat "$R/.ferry/manifests/$id.links"; fi`)
 		s.line(`  sec stamp; stat -c %Y "$m"`)
 		s.line(`  sec changed; (cd "$R/releases/$id" && find . -newer "$m" -print0)`)
@@ -179,7 +185,9 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	if id, ok := secs["live"]; ok {
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
-		if gz, ok := secs["manifest"]; ok {
+		if plain, ok := secs["plain"]; ok {
+			lv.Manifest = plain
+		} else if gz, ok := secs["manifest"]; ok {
 			zr, err := gzip.NewReader(bytes.NewReader(gz))
 			if err != nil {
 				return nil, fmt.Errorf("read manifest of %s: %w", id, err)

@@ -35,8 +35,9 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 		err    error
 	}
 	done := make(chan answer, 1)
+	sh := h.shell
 	go func() {
-		out, status, err := h.shell.run(script)
+		out, status, err := sh.run(script)
 		done <- answer{out, status, err}
 	}()
 	var a answer
@@ -45,12 +46,12 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	case <-ctx.Done():
 		// The shell is given up: sshd closes the session only once the script's output closes,
 		// so its reader is not waited for. The next script starts a new shell.
-		h.shell.close()
+		sh.close()
 		h.shell = nil
 		return nil, ctx.Err()
 	}
 	if a.err != nil {
-		h.shell.close()
+		sh.close()
 		h.shell = nil
 		return nil, fmt.Errorf("%s: %w", h.name, a.err)
 	}
