@@ -46,7 +46,7 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	case <-ctx.Done():
 		// The shell is given up: sshd closes the session only once the script's output closes,
 		// so its reader is not waited for. The next script starts a new shell.
-		sh.close()
+		sh.sess.Close() // not stdin's CloseWrite: the writer may still be writing the script
 		h.shell = nil
 		return nil, ctx.Err()
 	}
