@@ -120,7 +120,6 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return nil, err
 	}
 	defer closeAll(targets)
-	src := cfg.SourceDir()
 	if opts.DryRun {
 		full, err := scan(cfg, rep)
 		if err != nil {
@@ -140,9 +139,15 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		full, scanErr = scan(cfg, rep)
 	}()
 	probe := func(t *Target) release.ProbeOptions {
-		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared, Plain: t.spec.Local}
+		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared, Plain: t.spec.Local, Copy: cfg.Reuse == transfer.ReuseLink}
 	}
 	hosts, err := lockAll(ctx, targets, opts.Options, probe, false, true, rep)
+	if err == nil && !slices.ContainsFunc(hosts, func(l *locked) bool { return l.probe.Missing }) {
+		// While the scan goes on, each host's live manifest is read and compared.
+		runs, err := newRuns(ctx, cfg, hosts, cache, rep)
+		<-scanned
+		return deployLocked(ctx, cfg, opts, runs, targets, full, scanErr, err, shared, cache, start, rep)
+	}
 	<-scanned
 	if err == nil && scanErr != nil {
 		unlockAll(ctx, hosts)
@@ -152,13 +157,29 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return nil, err
 	}
 	// A first deploy creates the root only once the build is known to be good.
-	if slices.ContainsFunc(hosts, func(l *locked) bool { return l.probe.Missing }) {
-		unlockAll(ctx, hosts)
-		if hosts, err = lockAll(ctx, targets, opts.Options, probe, true, false, rep); err != nil {
-			return nil, err
-		}
+	unlockAll(ctx, hosts)
+	if hosts, err = lockAll(ctx, targets, opts.Options, probe, true, false, rep); err != nil {
+		return nil, err
 	}
+	runs, err := newRuns(ctx, cfg, hosts, cache, rep)
+	return deployLocked(ctx, cfg, opts, runs, targets, full, nil, err, shared, cache, start, rep)
+}
+
+// newRuns starts the run of every locked host and reads what its live release offers.
+func newRuns(ctx context.Context, cfg *config.Config, hosts []*locked, cache *manifestCache, rep Reporter) ([]*hostRun, error) {
 	runs := make([]*hostRun, len(hosts))
+	for i, l := range hosts {
+		runs[i] = &hostRun{locked: l, state: l.probe.State, result: &HostResult{Host: l.Name, Previous: l.probe.State.Current}}
+	}
+	err := eachHost(targetsOfRuns(runs), func(t *Target) error {
+		return runOf(runs, t).previous(ctx, cfg, cache, rep)
+	})
+	return runs, err
+}
+
+// deployLocked deploys to hosts whose locks runs hold; every lock is given back when it returns.
+func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, runs []*hostRun, targets []*Target,
+	full *transfer.Manifest, scanErr, err error, shared []release.SharedPath, cache *manifestCache, start time.Time, rep Reporter) (*Result, error) {
 	// Every exit that does not give a host's lock back in its last request gives it back here.
 	defer func() {
 		var left []*locked
@@ -169,17 +190,16 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		}
 		unlockAll(ctx, left)
 	}()
-	for i, l := range hosts {
-		runs[i] = &hostRun{locked: l, state: l.probe.State, result: &HostResult{Host: l.Name, Previous: l.probe.State.Current}}
+	if scanErr != nil {
+		return nil, scanErr
 	}
-	states := make([]*release.State, len(runs))
-	err = eachHost(targetsOfRuns(runs), func(t *Target) error {
-		run := runOf(runs, t)
-		states[slices.Index(runs, run)] = run.state
-		return run.previous(ctx, cfg, cache, rep)
-	})
 	if err != nil {
 		return nil, err
+	}
+	src := cfg.SourceDir()
+	states := make([]*release.State, len(runs))
+	for i, run := range runs {
+		states[i] = run.state
 	}
 	now := time.Now
 	if opts.Now != nil {
@@ -476,11 +496,11 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		prevMan = run.prevMan.Without(cfg.SharedPaths())
 	}
 	plan := transfer.NewPlan(manifest, prevMan, run.prevID, cfg.Reuse, cfg.Assets)
-	stored, err := plan.Manifest.Without(cfg.SharedPaths()).Marshal()
+	lines, err := plan.Manifest.Without(cfg.SharedPaths()).Lines()
 	if err != nil {
 		return err
 	}
-	storedM, _ := transfer.ParseManifest(stored)
+	stored := transfer.JoinLines(lines)
 	u := &release.Upload{ID: id, Message: opts.Message, User: user, Shared: shared, SharedFiles: cfg.Shared.Files}
 	for _, rel := range run.state.Incomplete() {
 		u.Recover = append(u.Recover, rel.ID)
@@ -491,13 +511,16 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	token := ".ferry-" + randomToken()
 	if run.prevFull != nil && cfg.Reuse == transfer.ReuseLink {
 		u.Previous = run.prevID
+		if lv := run.probe.Live; lv != nil && lv.ID == run.prevID {
+			u.Next = lv.Copy
+		}
 		var extra []string
 		if run.probe.Live != nil {
 			extra = append(append(extra, run.probe.Live.Links...), run.probe.Live.Changed...)
 		}
 		changes = plan.Changes(run.prevFull, extra)
 		u.Remove, u.Writable = changes.Remove, changes.Writable
-		if drop, add, result, ok := transfer.Delta(run.prevRaw, storedM); ok {
+		if drop, add, result, ok := transfer.Delta(run.prevRaw, lines); ok {
 			u.ManifestDrop, u.ManifestAdd = token+".drop", token+".add"
 			files[u.ManifestDrop], files[u.ManifestAdd] = drop, add
 			stored = result

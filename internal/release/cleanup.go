@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"fmt"
+	"strings"
 )
 
 // Removable lists the releases that cleanup removes, newest first: every incomplete or failed
@@ -42,7 +43,24 @@ func (r *Root) removeScript(s *script, id, reason string) {
 	s.line(`if [ -e ` + q(r.ReleaseDir(id)) + ` ]; then mv ` + q(r.ReleaseDir(id)) + ` "$T" || die "cannot move release ` + id + ` to the trash"; fi`)
 	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
 	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
-	s.line(`if [ -e "$T" ] && ! rm -rf "$T" 2>/dev/null; then chmod -R u+w "$T" 2>/dev/null; rm -rf "$T" 2>/dev/null || note warn "could not delete all of release ` + id + ` (left in $T): check its permissions"; fi`)
+	s.trash = append(s.trash, t)
+}
+
+// emptyTrash deletes what the script moved to the trash, in the background: deleting a release
+// of thousands of files is work for the disk, not for the deploy, and what is left (a killed run,
+// a file ferry may not delete) is deleted by the next run's probe, which warns about it.
+func (s *script) emptyTrash() {
+	if len(s.trash) == 0 {
+		return
+	}
+	var b strings.Builder
+	b.WriteString(`( for t in`)
+	for _, t := range s.trash {
+		b.WriteString(" " + q(t))
+	}
+	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { chmod -R u+w "$t"; rm -rf "$t"; }; done ) </dev/null >/dev/null 2>&1 &`)
+	s.line(b.String())
+	s.trash = nil
 }
 
 // Wrapup is what a run does last on a host, in the same request as its last step: remove
@@ -63,6 +81,7 @@ func (r *Root) wrapupScript(s *script, w *Wrapup) {
 	if w.Lease != nil {
 		w.Lease.unlockScript(s)
 	}
+	s.emptyTrash()
 }
 
 // Done is what a request that ended a run reports.

@@ -61,6 +61,7 @@ func CurrentHolder(command string) Holder {
 type Lease struct {
 	root *Root
 	data []byte
+	copy string // the probe's scratch copy, removed with the lock if still there
 }
 
 // Lock probes the root taking its lock for me (see Probe). The lock file is hard-linked into
@@ -87,7 +88,11 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 		}
 		if p.Missing || p.Locked {
 			if p.Locked {
-				return p, &Lease{root: r, data: data}, nil
+				l := &Lease{root: r, data: data}
+				if p.Live != nil {
+					l.copy = p.Live.Copy
+				}
+				return p, l, nil
 			}
 			return p, nil, nil
 		}
@@ -141,8 +146,12 @@ func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
 	return len(f) > 0 && f[0] == "taken", nil
 }
 
-// unlockScript removes the lock only if it is still the one l wrote.
+// unlockScript removes the lock only if it is still the one l wrote, and the scratch copy the
+// probe made if it was not used.
 func (l *Lease) unlockScript(s *script) {
+	if l.copy != "" {
+		s.trash = append(s.trash, l.copy)
+	}
 	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ]; then rm -f "$R/.ferry/lock"; ` +
 		`elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
 }

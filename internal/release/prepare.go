@@ -30,8 +30,9 @@ type DirMode struct {
 type Upload struct {
 	ID, Message, User string
 	// Previous is the release whose files are hard-linked into the new one (cp -al); "" to
-	// start empty.
-	Previous string
+	// start empty. Next is the scratch copy of Previous the probe made, renamed into the new
+	// release instead when it is there.
+	Previous, Next string
 	// Writable are directories of Previous to make writable before Remove; Remove are the paths
 	// copied from Previous that the new release must not have.
 	Writable, Remove []string
@@ -70,9 +71,13 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User})
 	before.line(`N=` + q(n))
 	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die "release $N already exists"; fi`)
-	if u.Previous != "" {
+	switch {
+	case u.Previous != "" && u.Next != "":
+		before.line(`if [ -d ` + q(u.Next) + ` ] && [ ! -L ` + q(u.Next) + ` ]; then mv ` + q(u.Next) + ` "$N" || die "cannot move the copy of release ` + u.Previous + `"; ` +
+			`else cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die "cannot copy release ` + u.Previous + ` as hard links"; fi`)
+	case u.Previous != "":
 		before.line(`cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die "cannot copy release ` + u.Previous + ` as hard links"`)
-	} else {
+	default:
 		before.line(`mkdir "$N" || die "cannot create $N"`)
 	}
 	for _, d := range u.Writable {

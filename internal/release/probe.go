@@ -26,6 +26,11 @@ type ProbeOptions struct {
 	Cached []string // release ids whose manifests the caller has
 	// Plain sends the manifest as it is rather than gzipped (a host on this machine).
 	Plain bool
+	// Copy, with Lock and Live, starts the next release while the caller scans its build: the
+	// live release is copied as hard links (cp -al) to a scratch directory of releases/, which
+	// the upload renames into the new release (see Upload.Next). It is not a release: nothing
+	// is logged, and the next probe removes it if it is left.
+	Copy bool
 	// Shared are the shared paths whose presence in shared/ to report; SharedFiles the shared
 	// files whose hashes to report.
 	Shared      []SharedPath
@@ -64,7 +69,12 @@ type Live struct {
 	// Stamp is the mtime of the manifest, in Unix seconds: a file whose recorded mtime is newer
 	// may be listed in Changed only because the build wrote it in that second.
 	Stamp int64
+	// Copy is the scratch copy of the release (ProbeOptions.Copy), or "".
+	Copy string
 }
+
+// nextPrefix names the scratch copies of releases/ (ProbeOptions.Copy).
+const nextPrefix = ".ferry-next-"
 
 // Probe reads the root's state in one request, taking the lock and recovering leftovers first
 // when o.Lock is set.
@@ -109,6 +119,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	s.line(`sec log; cat "$L" 2>/dev/null`)
 	s.line(`sec releases`)
 	s.line(`for d in "$R"/releases/* "$R"/releases/.[!.]* "$R"/releases/..?*; do`)
+	s.line(`  case ${d##*/} in ` + nextPrefix + `*) continue ;; esac`)
 	s.line(`  if [ -d "$d" ] && [ ! -L "$d" ]; then printf 'd%s\000' "${d##*/}"; elif [ -e "$d" ] || [ -L "$d" ]; then printf 'f%s\000' "${d##*/}"; fi`)
 	s.line(`done`)
 	s.line(`if [ -L "$R/current" ]; then sec current; readlink "$R/current"; fi`)
@@ -126,6 +137,10 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then sec links; cat "$R/.ferry/manifests/$id.links"; fi`)
 		s.line(`  sec stamp; stat -c %Y "$m"`)
 		s.line(`  sec changed; (cd "$R/releases/$id" && find . -newer "$m" -print0)`)
+		if o.Copy && o.Lock != nil {
+			s.line(`  C="$R/releases/` + nextPrefix + randomSuffix() + `"`)
+			s.line(`  if cp -al "$R/releases/$id" "$C" 2>/dev/null; then sec copy; printf '%s' "$C"; else rm -rf "$C"; fi`)
+		}
 		s.line(`fi`)
 	}
 	if len(o.Shared) > 0 {
@@ -185,6 +200,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	if id, ok := secs["live"]; ok {
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
+		lv.Copy = string(secs["copy"])
 		if plain, ok := secs["plain"]; ok {
 			lv.Manifest = plain
 		} else if gz, ok := secs["manifest"]; ok {
@@ -230,6 +246,7 @@ func (r *Root) State() (*State, error) {
 func (r *Root) recoverScript(s *script) {
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
+	s.line(`find "$R/releases" -mindepth 1 -maxdepth 1 -name '` + nextPrefix + `*' -exec rm -rf {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
 	s.line(`if ! find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null; then`)

@@ -79,8 +79,9 @@ func q(s string) string { return host.Quote(s) }
 // script builds one request's sh script. Every value goes through q; helper functions the
 // steps share are defined once at the top.
 type script struct {
-	b strings.Builder
-	r *Root
+	b     strings.Builder
+	r     *Root
+	trash []string // releases moved to the trash, to delete at the end (see emptyTrash)
 }
 
 func (r *Root) newScript() *script {
@@ -100,7 +101,10 @@ func (r *Root) newScript() *script {
 
 func (s *script) line(l string) { s.b.WriteString(l); s.b.WriteByte('\n') }
 
-func (s *script) String() string { return s.b.String() }
+func (s *script) String() string {
+	s.emptyTrash()
+	return s.b.String()
+}
 
 // event appends ev to the log (see ev).
 func (s *script) event(ev Event) {

@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"maps"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
@@ -91,8 +92,8 @@ func (c *HashCache) remember(rel string, info fs.FileInfo, hash string, scanStar
 
 // Save replaces the cache file with what this scan saw.
 func (c *HashCache) Save() {
-	if c == nil {
-		return
+	if c == nil || maps.Equal(c.next, c.entries) {
+		return // nothing changed: not written again
 	}
 	if err := os.MkdirAll(filepath.Dir(c.file), 0o700); err != nil {
 		return

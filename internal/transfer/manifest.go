@@ -7,8 +7,8 @@ package transfer
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"io/fs"
 	"slices"
 	"strings"
@@ -60,16 +60,37 @@ type jsonEntry struct {
 // the same line, so a host can build a release's manifest from the previous one by dropping and
 // adding whole lines (see Delta), and diffs of manifests stay readable.
 func (m *Manifest) Marshal() ([]byte, error) {
-	var b bytes.Buffer
-	for _, e := range m.Entries {
+	lines, err := m.Lines()
+	if err != nil {
+		return nil, err
+	}
+	return JoinLines(lines), nil
+}
+
+// Lines returns the lines Marshal writes, without their newlines.
+func (m *Manifest) Lines() ([][]byte, error) {
+	lines := make([][]byte, len(m.Entries))
+	for i, e := range m.Entries {
 		line, err := marshalEntry(e)
 		if err != nil {
 			return nil, err
 		}
-		b.Write(line)
-		b.WriteByte('\n')
+		lines[i] = line
 	}
-	return b.Bytes(), nil
+	return lines, nil
+}
+
+// JoinLines makes a manifest's content of its lines.
+func JoinLines(lines [][]byte) []byte {
+	n := 0
+	for _, l := range lines {
+		n += len(l) + 1
+	}
+	out := make([]byte, 0, n)
+	for _, l := range lines {
+		out = append(append(out, l...), '\n')
+	}
+	return out
 }
 
 func marshalEntry(e Entry) ([]byte, error) {
@@ -120,24 +141,19 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	return m, nil
 }
 
-// Delta says how a host builds the manifest of next from prev, the stored manifest of the
-// previous release: drop the lines of drop, then append the lines of add. stored is the
-// result, byte for byte. ok is false when prev is not in the line form or the delta would not
-// be much smaller than next itself; then next is sent whole.
-func Delta(prev []byte, next *Manifest) (drop, add, stored []byte, ok bool) {
+// Delta says how a host builds the manifest whose lines are next (see Lines) from prev, the
+// stored manifest of the previous release: drop the lines of drop, then append the lines of add.
+// stored is the result, byte for byte. ok is false when prev is not in the line form or the
+// delta would not be much smaller than next itself; then next is sent whole.
+func Delta(prev []byte, next [][]byte) (drop, add, stored []byte, ok bool) {
 	if len(prev) == 0 || bytes.HasPrefix(prev, []byte(`{"entries"`)) || prev[len(prev)-1] != '\n' {
 		return nil, nil, nil, false
 	}
-	want := map[string]bool{}
-	var lines [][]byte
-	for _, e := range next.Entries {
-		line, err := marshalEntry(e)
-		if err != nil {
-			return nil, nil, nil, false
-		}
+	want := make(map[string]bool, len(next))
+	for _, line := range next {
 		want[string(line)] = true
-		lines = append(lines, line)
 	}
+	lines := next
 	had := map[string]bool{}
 	var out, dropped, added bytes.Buffer
 	for line := range bytes.SplitSeq(prev[:len(prev)-1], []byte("\n")) {
