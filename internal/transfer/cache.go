@@ -1,11 +1,11 @@
 package transfer
 
 import (
-	"maps"
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"syscall"
