@@ -175,3 +175,22 @@ func TestHashCacheSeesAContentChangeThatKeepsSizeAndMtime(t *testing.T) {
 }
 
 func ctime(fi os.FileInfo) int64 { k, _ := statKey(fi); return k.CTime }
+
+// The progress of an upload moves with the bytes of a large file, not once at its end.
+func TestPlanWriteReportsProgressWithinAFile(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "big.bin"), bytes.Repeat([]byte("0123456789abcdef"), 10<<16), 0o644) // 10 MB
+	m, err := Scan(dir, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var total int64
+	err = NewPlan(m, nil, "", ReuseLink, nil).Write(io.Discard, dir, nil, nil, func(n int64) { calls++; total += n })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 10<<20 || calls < 20 {
+		t.Fatalf("progress told %d bytes in %d calls; want 10 MB in many", total, calls)
+	}
+}
