@@ -57,7 +57,10 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 			return nil
 		})
 	}
-	followed := len(cfg.Services) > 0 || cfg.Health != nil
+	// With nothing after the swap that can fail, a single host ends its run in the swap's last
+	// request. A fleet does not: a host whose finish fails puts every host back, and a host
+	// must hold its lock while it may be swapped back.
+	followed := len(cfg.Services) > 0 || cfg.Health != nil || len(moves) > 1
 	if err == nil {
 		err = eachMove(moves, func(m *move) error {
 			var w *release.Wrapup

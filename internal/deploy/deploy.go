@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +100,7 @@ type hostRun struct {
 	prevRaw  []byte             // the live release's stored manifest
 	prevFull *transfer.Manifest // parsed
 	prevMan  *transfer.Manifest // what of it the host can reuse: files not changed since
+	extra    []string           // paths of the live release not to keep in its copy
 	result   *HostResult
 	prepared bool
 	swap     *release.Swap
@@ -396,10 +398,44 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	if cfg.Reuse != transfer.ReuseLink {
 		return nil
 	}
+	if !lv.HasLinks {
+		// Made by a version of ferry that recorded neither its shared links nor when hooks
+		// wrote into it: nothing of it is reused, once.
+		run.prevMan = nil
+		return nil
+	}
+	idx := m.Index()
+	// Paths of the live release that cannot be trusted: files and links written since its
+	// manifest, entries its manifest lacks, entries whose type changed (a directory replaced by
+	// a link must never be written through), and entries that are gone.
+	suspect := map[string]bool{}
 	changed := map[string]bool{}
 	for _, c := range lv.Changed {
+		suspect[c] = true
 		changed[c] = true
 	}
+	for dir, entries := range lv.Children {
+		for name, isDir := range entries {
+			if e := idx[name]; e == nil || (e.Type == transfer.TypeDir) != isDir {
+				suspect[name] = true
+			}
+		}
+		_ = dir
+	}
+	if len(lv.Children) > 0 {
+		for _, e := range m.Entries {
+			if entries, listed := lv.Children[path.Dir(e.Path)]; listed {
+				if _, ok := entries[e.Path]; !ok {
+					suspect[e.Path] = true // gone from the live release
+					changed[e.Path] = true
+				}
+			}
+		}
+	}
+	for p := range suspect {
+		run.extra = append(run.extra, p)
+	}
+	slices.Sort(run.extra)
 	// A file the build wrote in the manifest's own second is newer than the manifest without
 	// having changed: its mtime on the host tells, compared with the one the manifest records.
 	// One that cannot be told is sent again, without a warning.
@@ -416,25 +452,31 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 			quiet[e.Path] = err != nil || !differ[e.Path]
 			if same[e.Path] {
 				delete(changed, e.Path)
+				delete(suspect, e.Path)
 			}
 		}
+		run.extra = run.extra[:0]
+		for p := range suspect {
+			run.extra = append(run.extra, p)
+		}
+		slices.Sort(run.extra)
 	}
 	reusable := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(m.Entries))}
 	var edited []string
 	for _, e := range m.Entries {
-		if e.Type == transfer.TypeFile && changed[e.Path] {
-			if !quiet[e.Path] {
+		if e.Type == transfer.TypeFile && suspect[e.Path] {
+			if changed[e.Path] && !quiet[e.Path] {
 				edited = append(edited, e.Path)
 			}
 			continue
 		}
 		reusable.Entries = append(reusable.Entries, e)
 	}
-	run.prevMan = reusable
 	if len(edited) > 0 {
-		rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
+		rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed or went missing since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
 			plural(len(edited), "file"), lv.ID, strings.Join(edited[:min(3, len(edited))], ", ")))
 	}
+	run.prevMan = reusable
 	return nil
 }
 
@@ -509,15 +551,12 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	var changes *transfer.Changes
 	files := map[string][]byte{}
 	token := ".ferry-" + randomToken()
-	if run.prevFull != nil && cfg.Reuse == transfer.ReuseLink {
+	if run.prevMan != nil && run.prevFull != nil && cfg.Reuse == transfer.ReuseLink {
 		u.Previous = run.prevID
 		if lv := run.probe.Live; lv != nil && lv.ID == run.prevID {
 			u.Next = lv.Copy
 		}
-		var extra []string
-		if run.probe.Live != nil {
-			extra = append(append(extra, run.probe.Live.Links...), run.probe.Live.Changed...)
-		}
+		extra := append(append([]string(nil), run.probe.Live.Links...), run.extra...)
 		changes = plan.Changes(run.prevFull, extra)
 		u.Remove, u.Writable = changes.Remove, changes.Writable
 		if drop, add, result, ok := transfer.Delta(run.prevRaw, lines); ok {

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"github.com/ferry-deploy/ferry/internal/invariants"
 	"os"
 	"strconv"
 	"strings"
@@ -32,4 +33,12 @@ func readPID(t *testing.T, p string) int {
 		return err == nil
 	})
 	return pid
+}
+
+// invariantsOf checks the site's current release against its manifest.
+func invariantsOf(s *site) []error {
+	if err := invariants.MatchManifest(s.root, s.current(), s.cfg.SharedPaths()); err != nil {
+		return []error{err}
+	}
+	return nil
 }

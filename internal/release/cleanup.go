@@ -40,7 +40,7 @@ func (st *State) Removable(keep int, preparing string) []string {
 func (r *Root) removeScript(s *script, id, reason string) {
 	t := r.trashDir() + "/" + id + "." + randomSuffix()
 	s.line(`T=` + q(t))
-	s.line(`if [ -e ` + q(r.ReleaseDir(id)) + ` ]; then mv ` + q(r.ReleaseDir(id)) + ` "$T" || die "cannot move release ` + id + ` to the trash"; fi`)
+	s.line(`if [ -e ` + q(r.ReleaseDir(id)) + ` ]; then mv ` + q(r.ReleaseDir(id)) + ` "$T" || die ` + q("cannot move release "+id+" to the trash") + `; fi`)
 	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
 	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
 	s.trash = append(s.trash, t)
@@ -58,7 +58,8 @@ func (s *script) emptyTrash() {
 	for _, t := range s.trash {
 		b.WriteString(" " + q(t))
 	}
-	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { chmod -R u+w "$t"; rm -rf "$t"; }; done ) </dev/null >/dev/null 2>&1 &`)
+	// Only directories are made writable: files are hard links shared with live releases.
+	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} +; rm -rf "$t"; }; done ) </dev/null >/dev/null 2>&1 &`)
 	s.line(b.String())
 	s.trash = nil
 }

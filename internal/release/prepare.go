@@ -70,18 +70,19 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	}
 	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User})
 	before.line(`N=` + q(n))
-	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die "release $N already exists"; fi`)
+	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die ` + q("release "+n+" already exists") + `; fi`)
 	switch {
 	case u.Previous != "" && u.Next != "":
-		before.line(`if [ -d ` + q(u.Next) + ` ] && [ ! -L ` + q(u.Next) + ` ]; then mv ` + q(u.Next) + ` "$N" || die "cannot move the copy of release ` + u.Previous + `"; ` +
-			`else cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die "cannot copy release ` + u.Previous + ` as hard links"; fi`)
+		before.line(`if [ -d ` + q(u.Next) + ` ] && [ ! -L ` + q(u.Next) + ` ]; then mv ` + q(u.Next) + ` "$N" || die ` + q("cannot move the copy of release "+u.Previous) + `; ` +
+			`else cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die ` + q("cannot copy release "+u.Previous+" as hard links") + `; fi`)
 	case u.Previous != "":
-		before.line(`cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die "cannot copy release ` + u.Previous + ` as hard links"`)
+		before.line(`cp -al ` + q(r.ReleaseDir(u.Previous)) + ` "$N" || die ` + q("cannot copy release "+u.Previous+" as hard links"))
 	default:
-		before.line(`mkdir "$N" || die "cannot create $N"`)
+		before.line(`mkdir "$N" || die ` + q("cannot create "+n))
 	}
 	for _, d := range u.Writable {
-		before.line(`chmod u+w "$N/"` + q(d))
+		// chmod follows links: a directory the live release had replaced by one is skipped.
+		before.line(`[ -L "$N/"` + q(d) + ` ] || chmod u+w "$N/"` + q(d) + ` 2>/dev/null`)
 	}
 	for i := 0; i < len(u.Remove); i += 64 {
 		var b strings.Builder
@@ -89,7 +90,9 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 		for _, p := range u.Remove[i:min(i+64, len(u.Remove))] {
 			b.WriteString(` "$N/"` + q(p))
 		}
-		before.line(b.String() + ` || die "cannot remove files copied from ` + u.Previous + `"`)
+		// A read-only directory the app made: only directories are made writable, files are
+		// hard links shared with the live release.
+		before.line(b.String() + ` 2>/dev/null || { find "$N" -type d ! -perm -200 -exec chmod u+w {} + ; ` + b.String() + `; } || die ` + q("cannot remove files copied from "+u.Previous))
 	}
 
 	after := r.newScript()
@@ -98,7 +101,7 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 		r.linkSharedScript(after, u.ID, sp)
 	}
 	for _, d := range u.Modes {
-		after.line(fmt.Sprintf(`chmod %o "$N/"%s || die "cannot set the mode of %s"`, d.Mode.Perm(), q(d.Path), d.Path))
+		after.line(fmt.Sprintf(`chmod %o "$N/"%s || die %s`, d.Mode.Perm(), q(d.Path), q("cannot set the mode of "+d.Path)))
 	}
 	r.manifestScript(after, u)
 	after.line(`durable "$N"`)
@@ -144,7 +147,8 @@ func (r *Root) manifestScript(s *script, u *Upload) {
 	// written into the release from now on, by hooks, the app or a person, is newer on every
 	// host. A build file whose own mtime falls in that second is newer too; the engine tells
 	// those apart by the mtime the manifest records (see Live.Stamp).
-	s.line(`t=$(( $(date +%s) - 1 )); touch -t "$(date -d "@$t" +%Y%m%d%H%M.%S)" "$T" && mv "$T" ` + q(r.manifestPath(u.ID)) + ` || die "cannot store the manifest"`)
+	// In UTC: a local time is ambiguous in the hour a clock goes back.
+	s.line(`t=$(( $(date +%s) - 1 )); TZ=UTC0 touch -t "$(TZ=UTC0 date -d "@$t" +%Y%m%d%H%M.%S)" "$T" && mv "$T" ` + q(r.manifestPath(u.ID)) + ` || die "cannot store the manifest"`)
 	var links strings.Builder
 	links.WriteString(`: >` + q(r.linksPath(u.ID)))
 	for _, sp := range u.Shared {

@@ -50,6 +50,8 @@ type Probe struct {
 	Recovered []string
 	// Warnings are problems that did not stop the probe.
 	Warnings []string
+	// Now is the host's clock at the probe, in Unix seconds.
+	Now int64
 	State    *State
 	Live     *Live
 	// Shared maps each shared path present in shared/ to whether it is a directory.
@@ -71,6 +73,13 @@ type Live struct {
 	Stamp int64
 	// Copy is the scratch copy of the release (ProbeOptions.Copy), or "".
 	Copy string
+	// HasLinks is false for a release made by a version of ferry that recorded no shared
+	// links: it cannot be told from what was written into it since, so nothing of it is reused.
+	HasLinks bool
+	// ChangedDirs lists the directories modified since the manifest; Children maps each of
+	// them, and "." always, to its entries (name to is-directory).
+	ChangedDirs []string
+	Children    map[string]map[string]bool
 }
 
 // nextPrefix names the scratch copies of releases/ (ProbeOptions.Copy).
@@ -85,7 +94,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	s.line(`sec() { printf '\n%s %s\n' "$M" "$1"; }`)
 	s.line(`if [ ! -d "$R/releases" ]; then`)
 	if o.Create {
-		s.line(`  mkdir -p "$R/releases" || die "cannot create $R/releases"`)
+		s.line(`  mkdir -p "$R/releases" || die ` + q("cannot create "+r.Dir+"/releases"))
 	} else {
 		s.line(`  sec missing; exit 0`)
 	}
@@ -110,13 +119,22 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		}
 		s.line(`T="$R/.ferry/lock.new-` + randomSuffix() + `"`)
 		s.line(`printf '%s' ` + q(string(data)) + ` >"$T" || die "cannot write $T"`)
-		s.line(`if ln "$T" "$R/.ferry/lock" 2>/dev/null; then rm -f "$T"; sec locked`)
-		s.line(`else rm -f "$T"; [ -e "$R/.ferry/lock" ] || die "cannot create the lock $R/.ferry/lock"; sec holder; cat "$R/.ferry/lock"; exit 0; fi`)
+		// A lock released between the link and the read is tried again.
+		s.line(`i=0; while :; do`)
+		s.line(`  if ln "$T" "$R/.ferry/lock" 2>/dev/null; then rm -f "$T"; sec locked; break; fi`)
+		s.line(`  c=$(cat "$R/.ferry/lock" 2>/dev/null) && [ -n "$c" ] && { rm -f "$T"; sec holder; printf '%s' "$c"; exit 0; }`)
+		s.line(`  i=$((i+1)); [ $i -lt 10 ] || { rm -f "$T"; die ` + q("cannot create the lock "+r.Dir+"/.ferry/lock") + `; }`)
+		s.line(`done`)
 		r.recoverScript(s)
 	} else {
 		s.line(`if [ -f "$R/.ferry/lock" ]; then sec holder; cat "$R/.ferry/lock"; fi`)
 	}
-	s.line(`sec log; cat "$L" 2>/dev/null`)
+	s.line(`sec now; date +%s`)
+	if o.Plain {
+		s.line(`sec log; cat "$L" 2>/dev/null`)
+	} else {
+		s.line(`if [ -s "$L" ]; then sec loggz; gzip -c <"$L"; fi`)
+	}
 	s.line(`sec releases`)
 	s.line(`for d in "$R"/releases/* "$R"/releases/.[!.]* "$R"/releases/..?*; do`)
 	s.line(`  case ${d##*/} in ` + nextPrefix + `*) continue ;; esac`)
@@ -136,10 +154,18 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`  case ' ` + strings.Join(o.Cached, " ") + ` ' in *" $id "*) ;; *) sec manifest; ` + send + ` ;; esac`)
 		s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then sec links; cat "$R/.ferry/manifests/$id.links"; fi`)
 		s.line(`  sec stamp; stat -c %Y "$m"`)
-		s.line(`  sec changed; (cd "$R/releases/$id" && find . -newer "$m" -print0)`)
+		// What was written into the release since its manifest: files and links, and
+		// directories; of each such directory (and of the release's top, always) every entry,
+		// since a file added with an old mtime or deleted changes only its directory's mtime.
+		s.line(`  cd "$R/releases/$id" || die "cannot read release $id"`)
+		s.line(`  sec changed; find . -newer "$m" ! -type d -print0 2>/dev/null`)
+		s.line(`  sec changeddirs; find . -newer "$m" -type d -print0 2>/dev/null`)
+		s.line(`  sec children; { printf '.\000'; find . -newer "$m" -type d ! -path . -print0 2>/dev/null; } | xargs -0 -r sh -c 'for d; do printf "%s\001" "$d"; find "$d" -mindepth 1 -maxdepth 1 -type d -exec printf "d%s\000" {} + 2>/dev/null; find "$d" -mindepth 1 -maxdepth 1 ! -type d -exec printf "f%s\000" {} + 2>/dev/null; printf "\002"; done' sh`)
+		s.line(`  cd "$R"`)
 		if o.Copy && o.Lock != nil {
+			// A release made by a version of ferry that kept no .links is not copied.
 			s.line(`  C="$R/releases/` + nextPrefix + randomSuffix() + `"`)
-			s.line(`  if cp -al "$R/releases/$id" "$C" 2>/dev/null; then sec copy; printf '%s' "$C"; else rm -rf "$C"; fi`)
+			s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ] && cp -al "$R/releases/$id" "$C" 2>/dev/null; then sec copy; printf '%s' "$C"; else rm -rf "$C"; fi`)
 		}
 		s.line(`fi`)
 	}
@@ -156,9 +182,24 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	s.line(`sec end`)
 
 	out, err := r.Host.Script(ctx, s.String())
-	if err != nil {
+	if err == nil && o.Lock == nil {
+		return parseProbe(r, out, mark, o)
+	}
+	var p *Probe
+	if err == nil {
+		p, err = parseProbe(r, out, mark, o)
+	}
+	if err != nil && o.Lock != nil {
+		// The probe may have taken the lock before it failed: give it back if it is ours.
+		data, _ := json.Marshal(o.Lock)
+		(&Lease{root: r, data: data}).Release(context.WithoutCancel(ctx))
 		return nil, scriptError(err)
 	}
+	return p, scriptError(err)
+}
+
+// parseProbe reads the answer of a probe.
+func parseProbe(r *Root, out []byte, mark string, o ProbeOptions) (*Probe, error) {
 	secs, err := sections(out, mark)
 	if err != nil {
 		return nil, err
@@ -196,11 +237,29 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 			entries[e[1:]] = e[0] == 'd'
 		}
 	}
-	p.State = buildState(secs["log"], entries, strings.TrimSuffix(string(secs["current"]), "\n"), r.releasesDir())
+	p.Now, _ = strconv.ParseInt(strings.TrimSpace(string(secs["now"])), 10, 64)
+	log := secs["log"]
+	if gz, ok := secs["loggz"]; ok {
+		zr, err := gzip.NewReader(bytes.NewReader(gz))
+		if err != nil {
+			return nil, fmt.Errorf("read the log of %s: %w", r.Dir, err)
+		}
+		if log, err = io.ReadAll(zr); err != nil {
+			return nil, fmt.Errorf("read the log of %s: %w", r.Dir, err)
+		}
+	}
+	p.State = buildState(log, entries, strings.TrimSuffix(string(secs["current"]), "\n"), r.releasesDir())
 	if id, ok := secs["live"]; ok {
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
 		lv.Copy = string(secs["copy"])
+		_, lv.HasLinks = secs["links"]
+		for _, d := range fields(secs["changeddirs"]) {
+			if d = strings.TrimPrefix(d, "./"); d != "." && d != "" {
+				lv.ChangedDirs = append(lv.ChangedDirs, d)
+			}
+		}
+		lv.Children = children(secs["children"])
 		if plain, ok := secs["plain"]; ok {
 			lv.Manifest = plain
 		} else if gz, ok := secs["manifest"]; ok {
@@ -250,7 +309,7 @@ func (r *Root) recoverScript(s *script) {
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
 	s.line(`if ! find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null; then`)
-	s.line(`  chmod -R u+w "$R/.ferry/trash" 2>/dev/null`)
+	s.line(`  find "$R/.ferry/trash" -type d -exec chmod u+w {} + 2>/dev/null`)
 	s.line(`  find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || { sec warn; note "could not empty $R/.ferry/trash; remove what is left there by hand"; }`)
 	s.line(`fi`)
 }
@@ -285,4 +344,26 @@ func sections(out []byte, mark string) (map[string][]byte, error) {
 		secs[string(name)] = append(secs[string(name)], body...)
 	}
 	return secs, nil
+}
+
+// children parses the listing of directories' entries: for each directory, its path, \001, its
+// entries as "d<path>\000" or "f<path>\000", and \002.
+func children(sec []byte) map[string]map[string]bool {
+	out := map[string]map[string]bool{}
+	for _, block := range strings.Split(string(sec), "\x02") {
+		dir, entries, ok := strings.Cut(block, "\x01")
+		if !ok {
+			continue
+		}
+		dir = strings.TrimPrefix(dir, "./")
+		m := map[string]bool{}
+		for _, e := range fields([]byte(entries)) {
+			if len(e) < 2 {
+				continue
+			}
+			m[strings.TrimPrefix(e[1:], "./")] = e[0] == 'd'
+		}
+		out[dir] = m
+	}
+	return out
 }

@@ -18,7 +18,7 @@ type Swap struct {
 // swapScript adds the creation of the temporary link for ev to s.
 func (r *Root) swapScript(s *script, ev Event) *Swap {
 	sw := &Swap{root: r, tmp: r.currentPath() + "." + randomSuffix(), ev: ev}
-	s.line(`ln -s ` + q("releases/"+ev.Release) + ` ` + q(sw.tmp) + ` || die "cannot create the link ` + sw.tmp + `"`)
+	s.line(`ln -s ` + q("releases/"+ev.Release) + ` ` + q(sw.tmp) + ` || die ` + q("cannot create the link "+sw.tmp))
 	return sw
 }
 
@@ -37,7 +37,7 @@ func (r *Root) PrepareRollback(ctx context.Context, target, from string, sharedF
 func (r *Root) prepareSwap(ctx context.Context, ev Event, sharedFiles []string) (*Swap, error) {
 	s := r.newScript()
 	// Never point current at a release that is not there.
-	s.line(`[ -d ` + q(r.ReleaseDir(ev.Release)) + ` ] || die "release ` + ev.Release + ` does not exist on this host"`)
+	s.line(`[ -d ` + q(r.ReleaseDir(ev.Release)) + ` ] || die ` + q("release "+ev.Release+" does not exist on this host"))
 	sw := r.swapScript(s, ev)
 	hashNotes(s, sharedFiles)
 	f, err := s.run(ctx)

@@ -59,7 +59,9 @@ func NewPlan(m, prev *Manifest, prevID, reuse string, assets []string) *Plan {
 			}
 		}
 	}
-	p.carry(prev, assets)
+	if reuse == ReuseLink {
+		p.carry(prev, assets) // carried files are the previous release's, linked
+	}
 	return p
 }
 
@@ -76,6 +78,9 @@ func (p *Plan) carry(prev *Manifest, assets []string) {
 		}
 		if _, ok := have[o.Path]; ok {
 			continue
+		}
+		if !dirsAbove(o.Path, have) {
+			continue // the new build has a file or a link where the asset's directory was
 		}
 		for dir := path.Dir(o.Path); dir != "."; dir = path.Dir(dir) {
 			if _, ok := have[dir]; !ok {
@@ -153,6 +158,12 @@ func (p *Plan) Changes(prev *Manifest, extra []string) *Changes {
 				c.Writable = append(c.Writable, o.Path)
 			}
 		}
+		// What cannot be trusted goes first, so that nothing is removed below it: a directory
+		// replaced by a link must be removed as the link, never entered.
+		slices.Sort(extra)
+		for _, x := range extra {
+			remove(x)
+		}
 		for _, o := range prev.Entries {
 			n, ok := next[o.Path]
 			keep := ok && n.Type == o.Type && (o.Type == TypeDir ||
@@ -160,14 +171,6 @@ func (p *Plan) Changes(prev *Manifest, extra []string) *Changes {
 				(o.Type == TypeSymlink && n.Target == o.Target))
 			if !keep {
 				remove(o.Path)
-			}
-		}
-		for _, x := range extra {
-			if e, ok := old[x]; ok && e.Type == TypeDir {
-				continue // a directory of the release whose content changed
-			}
-			if _, ok := old[x]; !ok || !p.Reused[x] {
-				remove(x)
 			}
 		}
 	}
@@ -277,4 +280,14 @@ func (p progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
 	p.progress(int64(n))
 	return n, err
+}
+
+// dirsAbove reports whether every directory above p that have lists is a directory.
+func dirsAbove(p string, have map[string]*Entry) bool {
+	for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+		if e, ok := have[dir]; ok && e.Type != TypeDir {
+			return false
+		}
+	}
+	return true
 }

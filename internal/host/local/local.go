@@ -142,8 +142,8 @@ func extract(ctx context.Context, dir string, r io.Reader) error {
 	err := func() error {
 		tr := tar.NewReader(r)
 		for {
-			if err := u.ctx.Err(); err != nil {
-				return err
+			if u.ctx.Err() != nil {
+				return context.Cause(u.ctx) // a worker's error, not "canceled"
 			}
 			hdr, err := tr.Next()
 			if err == io.EOF {

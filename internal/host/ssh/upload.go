@@ -27,7 +27,7 @@ func (h *SSH) Unpack(ctx context.Context, dir string, r io.Reader, before, after
 	}
 	defer s.Close()
 	mark := "ferry-end-of-script-" + rand.Text()
-	reader := `f=$(mktemp) || exit 1; trap 'rm -f "$f"' EXIT; ` +
+	reader := `f=$(mktemp) || exit 1; trap 'rm -f "$f" "$f.err"' EXIT; ` +
 		`while IFS= read -r l; do [ "$l" = ` + mark + ` ] && break; printf '%s\n' "$l"; done >"$f"; . "$f"`
 	var out lockedBuffer
 	s.Stdout, s.Stderr = &out, &out
@@ -40,7 +40,8 @@ func (h *SSH) Unpack(ctx context.Context, dir string, r io.Reader, before, after
 		return nil, fmt.Errorf("%s: %w", h.name, err)
 	}
 	script := before + "\n" +
-		"gzip -dc | tar -x -o -f - -C " + host.Quote(dir) + " || { echo 'unpacking the upload failed'; exit 1; }\n" +
+		// tar's warnings (a build's future mtimes) stay out of after's answer unless it fails.
+		"gzip -dc | tar -x -o -f - -C " + host.Quote(dir) + " 2>\"$f.err\" || { cat \"$f.err\"; echo 'unpacking the upload failed'; exit 1; }; rm -f \"$f.err\"\n" +
 		after + "\n" + mark + "\n"
 	src := &errReader{r: r}
 	sent := make(chan error, 1)

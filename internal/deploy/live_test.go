@@ -1,0 +1,151 @@
+package deploy
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// What people, hooks and apps do to the live release must never leak into the next one, whose
+// files are the previous release's hard-linked: each case on this machine and over SSH on GNU
+// and BusyBox hosts.
+func TestWritesIntoTheLiveReleaseDoNotReachTheNext(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		sshBB   bool // over SSH to a BusyBox host; else over SSH to GNU when ssh is set
+		ssh     bool
+		extra   string
+		prepare func(s *site)
+		tamper  func(t *testing.T, s *site, live string)
+		check   func(t *testing.T, s *site, next string)
+	}{
+		{
+			name: "a directory replaced by a symlink is not written through",
+			prepare: func(s *site) {
+				s.write("data/a.txt", "build v1")
+				s.write("data/gone.txt", "dropped next")
+			},
+			tamper: func(t *testing.T, s *site, live string) {
+				outside := filepath.Join(filepath.Dir(s.root), "outside")
+				os.MkdirAll(outside, 0o755)
+				os.WriteFile(filepath.Join(outside, "a.txt"), []byte("PRECIOUS"), 0o644)
+				os.WriteFile(filepath.Join(outside, "gone.txt"), []byte("PRECIOUS"), 0o644)
+				os.RemoveAll(filepath.Join(live, "data"))
+				os.Symlink(outside, filepath.Join(live, "data"))
+				s.write("data/a.txt", "build v2")
+				os.Remove(filepath.Join(s.src, "data/gone.txt"))
+			},
+			check: func(t *testing.T, s *site, next string) {
+				outside := filepath.Join(filepath.Dir(s.root), "outside")
+				for _, n := range []string{"a.txt", "gone.txt"} {
+					if got, err := os.ReadFile(filepath.Join(outside, n)); err != nil || string(got) != "PRECIOUS" {
+						t.Errorf("outside/%s = %q, %v: the deploy wrote through the link", n, got, err)
+					}
+				}
+				if got := s.read("releases/" + next + "/data/a.txt"); got != "build v2" {
+					t.Errorf("data/a.txt = %q", got)
+				}
+			},
+		},
+		{
+			name: "a deleted file is back",
+			tamper: func(t *testing.T, s *site, live string) {
+				os.Remove(filepath.Join(live, "public/app.js"))
+			},
+			check: func(t *testing.T, s *site, next string) {
+				if got := s.read("releases/" + next + "/public/app.js"); got != "console.log(1)" {
+					t.Errorf("public/app.js = %q", got)
+				}
+			},
+		},
+		{
+			name: "files written with old mtimes are not carried",
+			tamper: func(t *testing.T, s *site, live string) {
+				old := time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
+				os.MkdirAll(filepath.Join(live, "vendor/pkg"), 0o755)
+				os.WriteFile(filepath.Join(live, "vendor/pkg/a.php"), []byte("<?php"), 0o644)
+				os.WriteFile(filepath.Join(live, "public/stray.txt"), []byte("stray"), 0o644)
+				for _, p := range []string{"vendor/pkg/a.php", "vendor/pkg", "vendor", "public/stray.txt"} {
+					os.Chtimes(filepath.Join(live, p), old, old)
+				}
+			},
+			check: func(t *testing.T, s *site, next string) {
+				for _, p := range []string{"vendor", "public/stray.txt"} {
+					if _, err := os.Lstat(filepath.Join(s.root, "releases", next, p)); err == nil {
+						t.Errorf("%s was carried into %s", p, next)
+					}
+				}
+			},
+		},
+	} {
+		for _, where := range []string{"local", "ssh-gnu", "ssh-busybox"} {
+			t.Run(where+"/"+tc.name, func(t *testing.T) {
+				var s *site
+				if where == "local" {
+					s = newSite(t, tc.extra)
+				} else {
+					s, _ = sshSite(t, where == "ssh-busybox", tc.extra)
+				}
+				if tc.prepare != nil {
+					tc.prepare(s)
+				}
+				first := s.mustDeploy()
+				tc.tamper(t, s, filepath.Join(s.root, "releases", first))
+				s.write("public/index.html", "v2")
+				res, err := s.deploy()
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, s, res.Release)
+				if err := matchCurrent(s); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+	}
+}
+
+// Names that need quoting in every message of the scripts: a double quote in the root and in
+// a read-only directory of the build.
+func TestQuotesInTheRootAndInADirectoryName(t *testing.T) {
+	dir := t.TempDir()
+	s := newSite(t, "")
+	s.root = filepath.Join(dir, `my"app $(touch pwned)`)
+	s.cfg.Root = s.root
+	s.write(`odd"dir/f.txt`, "x")
+	os.Chmod(filepath.Join(s.src, `odd"dir`), 0o555)
+	defer os.Chmod(filepath.Join(s.src, `odd"dir`), 0o755)
+	s.mustDeploy()
+	s.write("public/index.html", "v2")
+	s.mustDeploy()
+	if _, err := os.Stat(filepath.Join(s.src, "..", "pwned")); err == nil {
+		t.Fatal("a $(…) in the root ran")
+	}
+}
+
+// Assets are carried from the previous release only when files are linked from it, and never
+// under a directory the new build replaced by a file or a link.
+func TestAssetsCarriedOnlyWhereTheyCanBe(t *testing.T) {
+	s := newSite(t, "reuse: none\nassets: [public/build]\n")
+	s.write("public/build/app.111.js", "v1")
+	s.mustDeploy()
+	os.Remove(filepath.Join(s.src, "public/build/app.111.js"))
+	s.write("public/build/app.222.js", "v2")
+	s.mustDeploy()
+
+	s = newSite(t, "assets: [public/build]\n")
+	s.write("public/build/js/app.111.js", "v1")
+	s.mustDeploy()
+	os.RemoveAll(filepath.Join(s.src, "public/build/js"))
+	s.write("public/build/js", "now a file")
+	s.mustDeploy()
+}
+
+func matchCurrent(s *site) error {
+	s.t.Helper()
+	for _, err := range invariantsOf(s) {
+		return err
+	}
+	return nil
+}
