@@ -329,3 +329,22 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// A probe cancelled after it took the lock (Ctrl-C, a lost connection) gives the lock back: no
+// run is left locked out by a lock nobody holds.
+func TestCancelledLockLeavesNoLock(t *testing.T) {
+	r := newRoot(t)
+	prepare(t, r, "20260101-000000", "x")
+	me := CurrentHolder("deploy")
+	for d := 500 * time.Microsecond; d < 30*time.Millisecond; d += 500 * time.Microsecond {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		_, lease, err := r.Lock(ctx, me, 0, ProbeOptions{Live: true}, logf(t))
+		cancel()
+		if err == nil {
+			lease.Release(context.Background())
+		}
+		if _, err := os.Stat(filepath.Join(r.Dir, ".ferry/lock")); err == nil {
+			t.Fatalf("a Lock cancelled after %v left the lock behind", d)
+		}
+	}
+}
