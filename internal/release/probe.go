@@ -51,9 +51,9 @@ type Probe struct {
 	// Warnings are problems that did not stop the probe.
 	Warnings []string
 	// Now is the host's clock at the probe, in Unix seconds.
-	Now int64
-	State    *State
-	Live     *Live
+	Now   int64
+	State *State
+	Live  *Live
 	// Shared maps each shared path present in shared/ to whether it is a directory.
 	Shared map[string]bool
 	// SharedHashes maps shared files to their hashes.

@@ -90,4 +90,3 @@ func TestLargeUploadManyTimes(t *testing.T) {
 		t.Errorf("%d bytes sent for 6 uploads of a compressible 15 MB file", sent)
 	}
 }
-
