@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -21,7 +22,7 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	h.shellMu.Lock()
 	defer h.shellMu.Unlock()
 	if h.shell == nil {
-		h.rt(2) // session, exec
+		h.rt(1) // the session; the exec is not waited for
 		c, err := startShell(h.client)
 		if err != nil {
 			return nil, fmt.Errorf("%s: start shell: %w", h.name, err)
@@ -46,7 +47,7 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	case <-ctx.Done():
 		// The shell is given up: sshd closes the session only once the script's output closes,
 		// so its reader is not waited for. The next script starts a new shell.
-		sh.sess.Close() // not stdin's CloseWrite: the writer may still be writing the script
+		sh.close()
 		h.shell = nil
 		return nil, ctx.Err()
 	}
@@ -63,38 +64,46 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 
 // shell is a sh on the host reading commands from stdin. Each script runs in a subshell with its
 // output (stdout and stderr) followed by a line with a random marker and the exit status.
+//
+// The shell's exec request is sent without waiting for its reply, and the first script right
+// behind it: sshd handles a channel's messages in order, so the script reaches the shell's
+// input. The shell's first line says it started; a host that does not answer it within a
+// minute (it refused the exec, which then has no reply to send) fails the request.
 type shell struct {
-	sess *ssh.Session
-	in   io.WriteCloser
-	out  *bufio.Reader
-	mark []byte
+	ch    ssh.Channel
+	in    io.Writer
+	out   *bufio.Reader
+	mark  []byte
+	ready bool
 }
 
 func startShell(c *ssh.Client) (*shell, error) {
-	s, err := c.NewSession()
+	ch, reqs, err := c.OpenChannel("session", nil)
 	if err != nil {
 		return nil, err
 	}
-	in, err := s.StdinPipe()
-	if err != nil {
-		s.Close()
+	go ssh.DiscardRequests(reqs)
+	go io.Copy(io.Discard, ch.Stderr())
+	cmd := struct{ Command string }{"printf 'ferry-shell\\n'; exec sh"}
+	if _, err := ch.SendRequest("exec", false, ssh.Marshal(&cmd)); err != nil {
+		ch.Close()
 		return nil, err
 	}
-	out, err := s.StdoutPipe()
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.Start("exec sh"); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return &shell{sess: s, in: in, out: bufio.NewReaderSize(out, 64<<10), mark: []byte("ferry-done-" + rand.Text())}, nil
+	return &shell{ch: ch, in: ch, out: bufio.NewReaderSize(ch, 64<<10), mark: []byte("ferry-done-" + rand.Text())}, nil
 }
 
 func (c *shell) run(script string) ([]byte, int, error) {
 	if _, err := fmt.Fprintf(c.in, "(\n%s\n) </dev/null 2>&1; printf '\\n%s %%d\\n' \"$?\"\n", script, c.mark); err != nil {
 		return nil, 0, err
+	}
+	if !c.ready {
+		watchdog := time.AfterFunc(time.Minute, func() { c.ch.Close() })
+		line, err := c.out.ReadString('\n')
+		watchdog.Stop()
+		if err != nil || line != "ferry-shell\n" {
+			return nil, 0, fmt.Errorf("the host did not start a shell (%q, %v)", line, err)
+		}
+		c.ready = true
 	}
 	var buf []byte
 	for {
@@ -113,7 +122,4 @@ func (c *shell) run(script string) ([]byte, int, error) {
 	}
 }
 
-func (c *shell) close() {
-	c.in.Close()
-	c.sess.Close()
-}
+func (c *shell) close() { c.ch.Close() }
