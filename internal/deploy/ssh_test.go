@@ -7,11 +7,14 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/invariants"
 	"github.com/ferry-deploy/ferry/internal/webtest"
@@ -335,5 +338,33 @@ func TestSSHProxyJump(t *testing.T) {
 	bastion.Stop()
 	if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "ProxyJump bastion") {
 		t.Fatalf("with the bastion down: err = %v, want the ProxyJump hop named", err)
+	}
+}
+
+// Two fleet deploys that start together, each listing the hosts in the other's reverse order,
+// both finish with --lock-wait: a run never waits while it holds a lock, so neither can hold a
+// host the other needs while waiting for one it holds.
+func TestSSHTwoFleetDeploysAtOnceNeitherDeadlocks(t *testing.T) {
+	f := newFleet(t, 3, "")
+	f.mustDeployFleet()
+	reversed := *f.cfg
+	reversed.Hosts = slices.Clone(f.cfg.Hosts)
+	slices.Reverse(reversed.Hosts)
+	opts := f.optsWith(func(o *Options) { o.LockWait = 2 * time.Minute })
+	errs := make(chan error, 2)
+	for _, cfg := range []*config.Config{f.cfg, &reversed} {
+		go func() {
+			_, err := Deploy(context.Background(), cfg, DeployOptions{Options: opts}, f.rep)
+			errs <- err
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatalf("a concurrent fleet deploy failed: %v", err)
+		}
+	}
+	f.checkAll()
+	if cur := f.currents(); cur[0] != cur[1] || cur[1] != cur[2] {
+		t.Fatalf("hosts ended on different releases: %v", cur)
 	}
 }
