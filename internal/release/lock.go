@@ -59,9 +59,10 @@ func CurrentHolder(command string) Holder {
 
 // Lease is a lock this run holds.
 type Lease struct {
-	root *Root
-	data []byte
-	copy string // the probe's scratch copy, removed with the lock if still there
+	root  *Root
+	data  []byte
+	copy  string // the probe's scratch copy, removed with the lock if still there
+	links string // the prefix of the probe's temporary links, removed with the lock
 }
 
 // Lock probes the root taking its lock for me (see Probe). The lock file is hard-linked into
@@ -92,6 +93,7 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 				if p.Live != nil {
 					l.copy = p.Live.Copy
 				}
+				l.links = p.linkPrefix
 				return p, l, nil
 			}
 			return p, nil, nil
@@ -151,6 +153,9 @@ func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
 func (l *Lease) unlockScript(s *script) {
 	if l.copy != "" {
 		s.trash = append(s.trash, l.copy)
+	}
+	if l.links != "" {
+		s.line(`rm -f "$R"/current.` + l.links + `??????`)
 	}
 	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ]; then rm -f "$R/.ferry/lock"; ` +
 		`elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)

@@ -31,6 +31,10 @@ type ProbeOptions struct {
 	// the upload renames into the new release (see Upload.Next). It is not a release: nothing
 	// is logged, and the next probe removes it if it is left.
 	Copy bool
+	// Links, with Lock, prepares a swap to every release but the current one: a temporary link
+	// to each, so that a rollback renames one without another request. The rest are removed
+	// when the run ends.
+	Links bool
 	// Shared are the shared paths whose presence in shared/ to report; SharedFiles the shared
 	// files whose hashes to report.
 	Shared      []SharedPath
@@ -58,6 +62,9 @@ type Probe struct {
 	Shared map[string]bool
 	// SharedHashes maps shared files to their hashes.
 	SharedHashes map[string]string
+	// SwapLinks maps releases to the temporary links ProbeOptions.Links made to them.
+	SwapLinks  map[string]string
+	linkPrefix string
 }
 
 // Live is the live release as the probe saw it.
@@ -169,6 +176,15 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		}
 		s.line(`fi`)
 	}
+	var linkPrefix string
+	if o.Links && o.Lock != nil {
+		// Named current.<6 hex of this probe><6 hex of a counter>, as every temporary link.
+		linkPrefix = randomSuffix()[:6]
+		s.line(`sec swaplinks; i=0; c=$(readlink "$R/current" 2>/dev/null)`)
+		s.line(`for d in "$R"/releases/*; do n=${d##*/}; if [ -d "$d" ] && [ ! -L "$d" ] && [ "releases/$n" != "$c" ]; then`)
+		s.line(`  i=$((i+1)); t="$R/current.` + linkPrefix + `$(printf %06x $i)"; ln -s "releases/$n" "$t" && note "$n" "$t"`)
+		s.line(`fi; done`)
+	}
 	if len(o.Shared) > 0 {
 		s.line(`sec shared`)
 		s.line(`x() { if [ -d "$1" ]; then printf 'd%s\000' "$2"; elif [ -e "$1" ] || [ -L "$1" ]; then printf 'f%s\000' "$2"; fi; }`)
@@ -183,11 +199,11 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 
 	out, err := r.Host.Script(ctx, s.String())
 	if err == nil && o.Lock == nil {
-		return parseProbe(r, out, mark, o)
+		return parseProbe(r, out, mark, o, linkPrefix)
 	}
 	var p *Probe
 	if err == nil {
-		p, err = parseProbe(r, out, mark, o)
+		p, err = parseProbe(r, out, mark, o, linkPrefix)
 	}
 	if err != nil && o.Lock != nil {
 		// The probe may have taken the lock before it failed: give it back if it is ours.
@@ -199,7 +215,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 }
 
 // parseProbe reads the answer of a probe.
-func parseProbe(r *Root, out []byte, mark string, o ProbeOptions) (*Probe, error) {
+func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix string) (*Probe, error) {
 	secs, err := sections(out, mark)
 	if err != nil {
 		return nil, err
@@ -287,6 +303,9 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions) (*Probe, error
 		}
 	}
 	p.SharedHashes = hashes(secs["hashes"])
+	if v, ok := secs["swaplinks"]; ok {
+		p.SwapLinks, p.linkPrefix = hashes(v), linkPrefix
+	}
 	return p, nil
 }
 

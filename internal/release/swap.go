@@ -69,6 +69,16 @@ func parseHashes(f []string) map[string]string {
 	return out
 }
 
+// RollbackFrom returns the swap to target that probe p prepared (ProbeOptions.Links), with the
+// hashes of the shared files it read, or nil when it prepared none.
+func (r *Root) RollbackFrom(p *Probe, target, from string) *Swap {
+	tmp, ok := p.SwapLinks[target]
+	if !ok {
+		return nil
+	}
+	return &Swap{root: r, tmp: tmp, ev: Event{Type: EventRollback, Release: target, From: from, Shared: p.SharedHashes}}
+}
+
 // Release is the release the swap points current at.
 func (sw *Swap) Release() string { return sw.ev.Release }
 
