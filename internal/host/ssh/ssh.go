@@ -11,11 +11,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"os"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -125,13 +127,39 @@ func (h *SSH) newSession() (*ssh.Session, error) {
 
 func (h *SSH) sftpClient() (*sftp.Client, error) {
 	h.sftpOnce.Do(func() {
-		h.rt(3) // session, subsystem request, version exchange
-		h.sftp, h.sftpErr = sftp.NewClient(h.client)
+		h.rt(2) // the session, and the version exchange sent right behind the subsystem request
+		h.sftp, h.sftpErr = startSFTP(h.client)
 		if h.sftpErr != nil {
 			h.sftpErr = fmt.Errorf("%s: start sftp: %w", h.name, h.sftpErr)
 		}
 	})
 	return h.sftp, h.sftpErr
+}
+
+// startSFTP opens an SFTP session without waiting for the subsystem request's reply: the client's
+// first packet follows it on the channel, and the server's answer to that packet proves the
+// subsystem started. A server that never answers (it refused the subsystem, which then sends no
+// reply) fails it after a minute.
+func startSFTP(c *ssh.Client) (*sftp.Client, error) {
+	ch, reqs, err := c.OpenChannel("session", nil)
+	if err != nil {
+		return nil, err
+	}
+	go ssh.DiscardRequests(reqs)
+	go io.Copy(io.Discard, ch.Stderr())
+	name := struct{ Name string }{"sftp"}
+	if _, err := ch.SendRequest("subsystem", false, ssh.Marshal(&name)); err != nil {
+		ch.Close()
+		return nil, err
+	}
+	watchdog := time.AfterFunc(time.Minute, func() { ch.Close() })
+	defer watchdog.Stop()
+	client, err := sftp.NewClientPipe(ch, ch)
+	if err != nil {
+		ch.Close()
+		return nil, err
+	}
+	return client, nil
 }
 
 // Rename implements host.Host with posix-rename@openssh.com, which is rename(2).
