@@ -7,10 +7,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,7 +31,7 @@ type Config struct {
 	Source       string    `yaml:"source"`
 	Build        *Build    `yaml:"build"`
 	Exclude      []string  `yaml:"exclude"`
-	KeepReleases *int      `yaml:"keep_releases"`
+	KeepReleases *Count    `yaml:"keep_releases"`
 	Shared       Shared    `yaml:"shared"`
 	Reuse        string    `yaml:"reuse"`
 	Assets       []string  `yaml:"assets"`
@@ -82,6 +84,23 @@ func (h *Host) UnmarshalYAML(node ast.Node) error {
 		return err
 	}
 	*h = Host(p)
+	return nil
+}
+
+// Count is keep_releases, a whole number: 1.9 or "3" is an error, not 1 or 3.
+type Count int
+
+// UnmarshalYAML accepts only an integer.
+func (n *Count) UnmarshalYAML(node ast.Node) error {
+	i, ok := node.(*ast.IntegerNode)
+	if !ok {
+		return nodeError(node, "keep_releases must be a whole number, not %s", node.String())
+	}
+	v, err := strconv.Atoi(i.GetToken().Value)
+	if err != nil {
+		return nodeError(node, "keep_releases must be a whole number, not %s", node.String())
+	}
+	*n = Count(v)
 	return nil
 }
 
@@ -166,7 +185,7 @@ func (c *Config) Keep() int {
 	if c.KeepReleases == nil {
 		return DefaultKeepReleases
 	}
-	return *c.KeepReleases
+	return int(*c.KeepReleases)
 }
 
 // SourceDir returns the directory to ship, resolved against the config file's directory.
@@ -291,6 +310,9 @@ func (c *Config) validate() error {
 	if !path.IsAbs(c.Root) {
 		return invalid("$.root", "root %q must be an absolute path", c.Root)
 	}
+	if path.Clean(c.Root) == "/" {
+		return invalid("$.root", "root must not be /: give ferry a directory of its own, such as /srv/www/example.com")
+	}
 	if c.Build != nil {
 		if c.Source != "" {
 			return invalid("$.build", "set either source or build, not both")
@@ -383,6 +405,35 @@ func (c *Config) validate() error {
 	}
 	if c.Health != nil && c.Health.URL == "" {
 		return invalid("$.health", "health needs url")
+	}
+	if c.Health != nil {
+		if u, err := url.Parse(c.Health.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid("$.health.url", "health url %q must be an http:// or https:// URL with a host, such as http://127.0.0.1/healthz", c.Health.URL)
+		}
+		if c.Health.Timeout < 0 {
+			return invalid("$.health.timeout", "timeout must be positive")
+		}
+		if c.Health.Interval < 0 {
+			return invalid("$.health.interval", "interval must be positive")
+		}
+	}
+	if c.HookTimeout < 0 {
+		return invalid("$.hook_timeout", "hook_timeout must be positive")
+	}
+	// A local root inside the build would ship itself at every deploy, growing without bound.
+	src := c.SourceDir()
+	for i, h := range c.Hosts {
+		root := c.Root
+		if h.Root != "" {
+			root = h.Root
+		}
+		if h.Local && (root == src || strings.HasPrefix(root, src+"/")) {
+			where := "$.root"
+			if h.Root != "" {
+				where = fmt.Sprintf("$.hosts[%d].root", i)
+			}
+			return invalid(where, "root %s is inside the build %s: every deploy would ship the releases again; put the root outside it", root, src)
+		}
 	}
 	return nil
 }

@@ -14,7 +14,7 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		name, yaml, want string
 	}{
 		{"unknown key", "root: /srv\nsource: .\nkeep_release: 3\n", `ferry.yaml:3:1: unknown field "keep_release"`},
-		{"wrong type", "root: /srv\nsource: .\nkeep_releases: five\n", "ferry.yaml:3:16: keep_releases: expected a number, got string"},
+		{"wrong type", "root: /srv\nsource: .\nkeep_releases: five\n", "ferry.yaml:3:16: keep_releases must be a whole number, not five"},
 		{"missing root", "source: .\n", "ferry.yaml:1:1: root is missing"},
 		{"relative root", "root: srv\nsource: .\n", `ferry.yaml:1:7: root "srv" must be an absolute path`},
 		{"missing source", "root: /srv\n", "source is missing"},
@@ -32,6 +32,14 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		{"duplicate key", "root: /srv\nsource: .\nroot: /x\n", `ferry.yaml:3:1: mapping key "root" already defined`},
 		{"syntax", "root: [/srv\n", "ferry.yaml:1:"},
 		{"source and build", "root: /srv\nsource: .\nbuild: {command: make, output: out}\n", "set either source or build"},
+		{"fractional keep", "root: /srv\nsource: .\nkeep_releases: 1.9\n", "ferry.yaml:3:16: keep_releases must be a whole number, not 1.9"},
+		{"quoted keep", "root: /srv\nsource: .\nkeep_releases: \"3\"\n", "ferry.yaml:3:16: keep_releases must be a whole number"},
+		{"root is /", "root: /\nsource: .\n", "ferry.yaml:1:7: root must not be /"},
+		{"negative hook timeout", "root: /srv\nsource: .\nhook_timeout: -5s\n", "ferry.yaml:3:15: hook_timeout must be positive"},
+		{"negative health timeout", "root: /srv\nsource: .\nhealth: {url: http://127.0.0.1/, timeout: -1s}\n", "timeout must be positive"},
+		{"health url without scheme", "root: /srv\nsource: .\nhealth: {url: 127.0.0.1/healthz}\n", `health url "127.0.0.1/healthz" must be an http:// or https:// URL`},
+		{"root inside the source", "root: /work/site/deploy\nsource: /work/site\n", "root /work/site/deploy is inside the build /work/site"},
+		{"root is the source", "root: /work/site\nsource: /work/site\n", "is inside the build"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("ferry.yaml", []byte(tc.yaml))
