@@ -40,8 +40,7 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 	// The renames go out on every host at once, whatever --parallel says: each is one round
 	// trip, so the fleet runs mixed releases for as short a time as the slowest rename takes.
 	start := time.Now()
-	err := eachHostN(targetsOf(moves), len(moves), func(t *Target) error {
-		m := moveOf(moves, t)
+	err := eachOf(moves, len(moves), func(m *move) error {
 		if err := m.swap.Rename(ctx); err != nil {
 			return err
 		}
@@ -189,23 +188,4 @@ func healthCheck(cfg *config.Config) service.Check {
 }
 
 // eachMove runs fn for every host's move in parallel; errors are prefixed by host.
-func eachMove(moves []*move, fn func(m *move) error) error {
-	return eachHost(targetsOf(moves), func(t *Target) error { return fn(moveOf(moves, t)) })
-}
-
-func targetsOf(moves []*move) []*Target {
-	out := make([]*Target, len(moves))
-	for i, m := range moves {
-		out[i] = m.Target
-	}
-	return out
-}
-
-func moveOf(moves []*move, t *Target) *move {
-	for _, m := range moves {
-		if m.Target == t {
-			return m
-		}
-	}
-	return nil
-}
+func eachMove(moves []*move, fn func(m *move) error) error { return eachOf(moves, 0, fn) }

@@ -84,10 +84,12 @@ func (c *manifestCache) put(t *Target, id string, data []byte) {
 	}
 	sum := sha256.Sum256(data)
 	name := id + "." + hex.EncodeToString(sum[:])
-	tmp := filepath.Join(dir, name+".tmp")
-	if os.WriteFile(tmp, data, 0o600) != nil || os.Rename(tmp, filepath.Join(dir, name)) != nil {
-		os.Remove(tmp)
-		return
+	if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+		tmp := filepath.Join(dir, name+".tmp")
+		if os.WriteFile(tmp, data, 0o600) != nil || os.Rename(tmp, filepath.Join(dir, name)) != nil {
+			os.Remove(tmp)
+			return
+		}
 	}
 	now := time.Now()
 	os.Chtimes(filepath.Join(dir, name), now, now) // a manifest used again is kept longer

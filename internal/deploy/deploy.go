@@ -166,8 +166,8 @@ func newRuns(ctx context.Context, cfg *config.Config, hosts []*locked, cache *ma
 	for i, l := range hosts {
 		runs[i] = &hostRun{locked: l, state: l.probe.State, result: &HostResult{Host: l.Name, Previous: l.probe.State.Current}}
 	}
-	err := eachHost(targetsOfRuns(runs), func(t *Target) error {
-		return runOf(runs, t).previous(ctx, cfg, cache, rep)
+	err := eachOf(runs, 0, func(run *hostRun) error {
+		return run.previous(ctx, cfg, cache, rep)
 	})
 	return runs, err
 }
@@ -215,13 +215,11 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	// prepare: every host in parallel; nothing is swapped anywhere unless all succeed.
 	onceHost := onceTarget(targets)
 	user := release.CurrentHolder("").User
-	err = eachHost(targetsOfRuns(runs), func(t *Target) error {
-		run := runOf(runs, t)
-		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, t == onceHost, rep)
+	err = eachOf(runs, 0, func(run *hostRun) error {
+		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, run.Target == onceHost, rep)
 	})
 	if err != nil {
-		_ = eachHost(targetsOfRuns(runs), func(t *Target) error {
-			run := runOf(runs, t)
+		_ = eachOf(runs, 0, func(run *hostRun) error {
 			if !run.prepared {
 				return nil
 			}
@@ -259,8 +257,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	}
 
 	// finish: problems here are warnings; the release stays live.
-	_ = eachHost(targetsOfRuns(runs), func(t *Target) error {
-		run := runOf(runs, t)
+	_ = eachOf(runs, 0, func(run *hostRun) error {
 		m := moves[slices.Index(runs, run)]
 		for _, h := range cfg.Hooks.AfterActivate {
 			if h.Once && run.Target != onceHost {
@@ -324,23 +321,6 @@ func hasAfterActivate(cfg *config.Config, once bool) bool {
 		}
 	}
 	return false
-}
-
-func targetsOfRuns(runs []*hostRun) []*Target {
-	out := make([]*Target, len(runs))
-	for i, r := range runs {
-		out[i] = r.Target
-	}
-	return out
-}
-
-func runOf(runs []*hostRun, t *Target) *hostRun {
-	for _, r := range runs {
-		if r.Target == t {
-			return r
-		}
-	}
-	return nil
 }
 
 // scan reads the build into a manifest, through the hash cache.

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -63,13 +64,12 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		suspect[c] = true
 		changed[c] = true
 	}
-	for dir, entries := range lv.Children {
+	for _, entries := range lv.Children {
 		for name, isDir := range entries {
 			if e := idx[name]; e == nil || (e.Type == transfer.TypeDir) != isDir {
 				suspect[name] = true
 			}
 		}
-		_ = dir
 	}
 	if len(lv.Children) > 0 {
 		for _, e := range m.Entries {
@@ -81,10 +81,6 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 			}
 		}
 	}
-	for p := range suspect {
-		run.extra = append(run.extra, p)
-	}
-	slices.Sort(run.extra)
 	// A file the build wrote in the manifest's own second is newer than the manifest without
 	// having changed: its mtime on the host tells, compared with the one the manifest records.
 	// One that cannot be told is sent again, without a warning.
@@ -104,12 +100,8 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 				delete(suspect, e.Path)
 			}
 		}
-		run.extra = run.extra[:0]
-		for p := range suspect {
-			run.extra = append(run.extra, p)
-		}
-		slices.Sort(run.extra)
 	}
+	run.extra = slices.Sorted(maps.Keys(suspect))
 	reusable := &transfer.Manifest{Entries: make([]transfer.Entry, 0, len(m.Entries))}
 	var edited []string
 	for _, e := range m.Entries {

@@ -190,18 +190,29 @@ func eachHost(targets []*Target, fn func(t *Target) error) error {
 
 // eachHostN is eachHost with at most n hosts at once (0: 10).
 func eachHostN(targets []*Target, n int, fn func(t *Target) error) error {
+	return eachOf(targets, n, fn)
+}
+
+// targeted is what the phases work on per host: a target, a host's run, a host's move.
+type targeted interface{ target() *Target }
+
+func (t *Target) target() *Target { return t }
+
+// eachOf runs fn for every x in parallel, at most n at once (0: 10), and joins the errors,
+// each prefixed by its host.
+func eachOf[T targeted](xs []T, n int, fn func(x T) error) error {
 	if n <= 0 {
 		n = 10
 	}
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
-	errs := make([]error, len(targets))
-	for i, t := range targets {
+	errs := make([]error, len(xs))
+	for i, x := range xs {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := fn(t); err != nil {
-				errs[i] = fmt.Errorf("%s: %w", t.Name, err)
+			if err := fn(x); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", x.target().Name, err)
 			}
 		})
 	}

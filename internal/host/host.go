@@ -95,9 +95,3 @@ type Counter interface {
 	// BytesOnWire counts the bytes sent and received on the connection, handshake included.
 	BytesOnWire() (sent, received int64)
 }
-
-// Warmer is implemented by transports that can open, ahead of time and in parallel with other
-// requests, the channels that an upload and a swap will need.
-type Warmer interface {
-	Warm(upload, swap bool)
-}

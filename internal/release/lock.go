@@ -175,15 +175,6 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Holder returns who holds the root's lock, or nil when nobody does.
-func (r *Root) Holder() (*Holder, error) {
-	p, err := r.Probe(context.Background(), ProbeOptions{})
-	if err != nil {
-		return nil, err
-	}
-	return p.Holder, nil
-}
-
 // Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder.
 func (r *Root) Unlock(ctx context.Context) (*Holder, error) {
 	p, err := r.Probe(ctx, ProbeOptions{})

@@ -193,7 +193,8 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		}
 	}
 	if len(o.SharedFiles) > 0 {
-		r.hashScript(s, "hashes", o.SharedFiles)
+		s.line(`sec hashes`)
+		hashNotes(s, o.SharedFiles)
 	}
 	s.line(`sec end`)
 
@@ -302,9 +303,9 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 			}
 		}
 	}
-	p.SharedHashes = hashes(secs["hashes"])
+	p.SharedHashes = parseHashes(fields(secs["hashes"]))
 	if v, ok := secs["swaplinks"]; ok {
-		p.SwapLinks, p.linkPrefix = hashes(v), linkPrefix
+		p.SwapLinks, p.linkPrefix = pairs(v), linkPrefix
 	}
 	return p, nil
 }
@@ -333,15 +334,8 @@ func (r *Root) recoverScript(s *script) {
 	s.line(`fi`)
 }
 
-// hashScript reports the SHA-256 of each shared file that exists, in section name.
-func (r *Root) hashScript(s *script, name string, files []string) {
-	s.line(`sec ` + name)
-	for _, f := range files {
-		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$(sha256sum <"$R/shared/"` + q(f) + `) && note ` + q(f) + ` "${h%% *}"; fi`)
-	}
-}
-
-func hashes(sec []byte) map[string]string {
+// pairs reads NUL-separated fields as key, value, key, value….
+func pairs(sec []byte) map[string]string {
 	out := map[string]string{}
 	f := fields(sec)
 	for i := 0; i+1 < len(f); i += 2 {

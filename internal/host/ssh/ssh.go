@@ -80,7 +80,7 @@ func (h *SSH) BytesOnWire() (sent, received int64) { return h.sent.Load(), h.rec
 // rt counts n requests that wait for the host's answer.
 func (h *SSH) rt(n int64) { h.roundTrips.Add(n) }
 
-// Warm implements host.Warmer: the session of the next upload and the SFTP channel of the swap
+// Warm opens ahead, in the background, the session of the next upload and the SFTP channel of the swap
 // are opened in the background, while the first script runs.
 func (h *SSH) Warm(upload, swap bool) {
 	if upload {
