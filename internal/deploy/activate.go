@@ -37,50 +37,33 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
 		}
 	}
-	// The renames go out on every host at once, whatever --parallel says: each is one round
-	// trip, so the fleet runs mixed releases for as short a time as the slowest rename takes.
-	start := time.Now()
-	err := eachOf(moves, len(moves), func(m *move) error {
-		if err := m.swap.Rename(ctx); err != nil {
-			return err
-		}
-		m.swapped = true
-		return nil
-	})
-	if err != nil {
-		// Hosts that did not swap keep their temporary link: remove it.
-		_ = eachMove(moves, func(m *move) error {
-			if !m.swapped {
-				m.swap.Abort(context.WithoutCancel(ctx))
-			}
-			return nil
-		})
-	}
 	// With nothing after the swap that can fail, a single host ends its run in the swap's last
 	// request. A fleet does not: a host whose finish fails puts every host back, and a host
 	// must hold its lock while it may be swapped back.
 	followed := len(cfg.Services) > 0 || cfg.Health != nil || len(moves) > 1
-	if err == nil {
-		err = eachMove(moves, func(m *move) error {
-			var w *release.Wrapup
-			if !followed {
-				w = m.wrapup
-			}
-			d, err := m.swap.Finish(ctx, w)
-			if err != nil {
-				return err
-			}
-			if w != nil {
-				m.done = d
-			}
-			if kind == release.EventRollback {
-				rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
-			} else {
-				rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
-			}
-			return nil
-		})
-	}
+	// The swaps go out on every host at once, whatever --parallel says: each is one round
+	// trip, so the fleet runs mixed releases for as short a time as the slowest takes.
+	start := time.Now()
+	err := eachOf(moves, len(moves), func(m *move) error {
+		var w *release.Wrapup
+		if !followed {
+			w = m.wrapup
+		}
+		renamed, d, err := m.swap.Commit(ctx, w)
+		m.swapped = renamed
+		if err != nil {
+			return err
+		}
+		if w != nil {
+			m.done = d
+		}
+		if kind == release.EventRollback {
+			rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
+		} else {
+			rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
+		}
+		return nil
+	})
 	if err == nil {
 		err = eachMove(moves, func(m *move) error { return notify(ctx, cfg, m, to, m.restart, rep) })
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
 )
 
@@ -20,6 +21,8 @@ var ErrNothingToDo = errors.New("nothing to do")
 type RollbackResult struct {
 	From string `json:"from"`
 	To   string `json:"to"`
+	// RoundTrips is the most requests any SSH host waited for after the handshake.
+	RoundTrips int64 `json:"round_trips,omitempty"`
 }
 
 // Rollback points current back at the previous good release (or at id) on every host. All hosts
@@ -35,7 +38,12 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 		return nil, err
 	}
 	defer closeAll(targets)
-	hosts, err := lockAll(ctx, targets, opts, func(*Target) release.ProbeOptions { return release.ProbeOptions{} }, false, false, rep)
+	// The probe prepares a swap to every release and reads the shared files' hashes, so the
+	// rollback itself is one rename and one request that logs it and unlocks.
+	probe := func(*Target) release.ProbeOptions {
+		return release.ProbeOptions{Links: true, SharedFiles: cfg.Shared.Files}
+	}
+	hosts, err := lockAll(ctx, targets, opts, probe, false, false, rep)
 	if err != nil {
 		return nil, err
 	}
@@ -67,9 +75,12 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 				l.Name, r.From, r.To, res.From, res.To)
 		}
 		res = r
-		moves[i] = &move{Target: l.Target, from: st.Current, last: st.LastShared, wrapup: &release.Wrapup{Lease: l.lease}}
+		moves[i] = &move{Target: l.Target, from: st.Current, last: st.LastShared, swap: l.Root.RollbackFrom(l.probe, r.To, r.From), wrapup: &release.Wrapup{Lease: l.lease}}
 	}
 	err = eachMove(moves, func(m *move) error {
+		if m.swap != nil {
+			return nil // prepared by the probe
+		}
 		var err error
 		m.swap, err = m.Root.PrepareRollback(ctx, res.To, res.From, cfg.Shared.Files)
 		return err
@@ -91,10 +102,12 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 			hosts[i].lease = nil // given up with the swap's log entry
 		}
 	}
-	if err != nil {
-		return res, err
+	for _, l := range hosts {
+		if c, ok := l.Root.Host.(host.Counter); ok {
+			res.RoundTrips = max(res.RoundTrips, c.RoundTrips())
+		}
 	}
-	return res, nil
+	return res, err
 }
 
 // Cleanup removes old, failed and incomplete releases on every host.

@@ -75,6 +75,17 @@ func TestSSHIncrementalDeployRoundTripsAndBytes(t *testing.T) {
 	if got := s.read("current/public/d007/f00700.txt"); got != "changed\n" {
 		t.Errorf("changed file = %q", got)
 	}
+
+	// A rollback is the probe (which prepares the swap), and the rename sent together with the
+	// request that logs it and unlocks; with the sessions they need, six requests.
+	rb := s.mustRollback("")
+	t.Logf("rollback: %d round trips", rb.RoundTrips)
+	if rb.RoundTrips > 6 {
+		t.Errorf("rollback took %d round trips after the handshake; the budget is 6", rb.RoundTrips)
+	}
+	if rb.To != first.Release || s.current() != first.Release {
+		t.Errorf("rolled back to %s, current %s; want %s", rb.To, s.current(), first.Release)
+	}
 }
 
 // A host with BusyBox userland (as on Alpine) reuses and sends exactly what a GNU host does,

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/host/local"
 )
 
@@ -345,6 +347,43 @@ func TestCancelledLockLeavesNoLock(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(r.Dir, ".ferry/lock")); err == nil {
 			t.Fatalf("a Lock cancelled after %v left the lock behind", d)
+		}
+	}
+}
+
+// renameFails is a host whose rename(2) fails, as on a disk that turned read-only between the
+// link and the swap: a fault that cannot be made on demand on a real filesystem.
+type renameFails struct{ host.Host }
+
+func (renameFails) Rename(context.Context, string, string) error {
+	return &os.LinkError{Op: "rename", Err: syscall.EIO}
+}
+
+// The request that logs a swap is sent with the rename, and waits for it: when the rename
+// fails, current stays, nothing is logged and the temporary link goes.
+func TestFailedRenameLogsNothingAndLeavesNoLink(t *testing.T) {
+	r := newRoot(t)
+	prepare(t, r, "20260101-000000", "a")
+	prepare(t, r, "20260101-000001", "b")
+	if err := r.Activate(context.Background(), "20260101-000000", nil); err != nil {
+		t.Fatal(err)
+	}
+	before := len(readLog(t, r))
+	broken := New(renameFails{r.Host}, r.Dir)
+	err := broken.Activate(context.Background(), "20260101-000001", nil)
+	if err == nil || !strings.Contains(err.Error(), "input/output error") {
+		t.Fatalf("activate with a failing rename: %v; want the rename's error", err)
+	}
+	if got, _ := os.Readlink(filepath.Join(r.Dir, "current")); got != "releases/20260101-000000" {
+		t.Errorf("current -> %s; want it unchanged", got)
+	}
+	if evs := readLog(t, r); len(evs) != before {
+		t.Errorf("the log gained %+v", evs[before:])
+	}
+	entries, _ := os.ReadDir(r.Dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), "current.") {
+			t.Errorf("temporary link %s left behind", e.Name())
 		}
 	}
 }

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Swap is a prepared change of current: the temporary link exists; Rename renames it over
+// Swap is a prepared change of current: the temporary link exists; Commit renames it over
 // current. Splitting the two lets a fleet create its links first and then rename them all at
 // once, so the hosts switch within a round trip of each other.
 type Swap struct {
@@ -89,29 +89,33 @@ func (sw *Swap) Abort(ctx context.Context) {
 	_, _ = s.run(ctx)
 }
 
-// Rename is the swap itself: one rename(2) of the prepared link over current.
-func (sw *Swap) Rename(ctx context.Context) error {
-	if err := sw.root.Host.Rename(ctx, sw.tmp, sw.root.currentPath()); err != nil {
-		sw.Abort(ctx)
-		return fmt.Errorf("swap current: %w", err)
-	}
-	sw.ev.Time = time.Now().UTC() // the instant of the swap, before it is made durable
-	return nil
-}
-
-// Finish makes a renamed swap durable and logs it, then runs w (cleanup and unlock) in the same
-// request.
-func (sw *Swap) Finish(ctx context.Context, w *Wrapup) (*Done, error) {
+// Commit is the swap itself, one rename(2) of the prepared link over current, followed by
+// making it durable, logging it and running w (cleanup and unlock; nil for none). The rename
+// and the script that does the rest are sent together, so both cost one round trip: the script
+// first waits until the link is renamed, and logs nothing if it is not. renamed reports whether
+// current was renamed, even when what follows failed.
+func (sw *Swap) Commit(ctx context.Context, w *Wrapup) (renamed bool, d *Done, err error) {
 	r := sw.root
+	sw.ev.Time = time.Now().UTC() // the instant of the swap, before it is made durable
+	renameErr := make(chan error, 1)
+	go func() { renameErr <- r.Host.Rename(ctx, sw.tmp, r.currentPath()) }()
+
 	s := r.newScript()
+	s.line(`n=0; while [ -L ` + q(sw.tmp) + ` ] || [ "$(readlink "$R/current")" != ` + q("releases/"+sw.ev.Release) + ` ]; do`)
+	s.line(`  n=$((n+1)); [ $n -le 500 ] || die "current was not renamed"; sleep 0.01 2>/dev/null || sleep 1`)
+	s.line(`done`)
 	s.line(`durable "$R/current"`)
 	s.event(sw.ev)
 	r.wrapupScript(s, w)
 	f, err := s.run(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("swap current: %w", err)
+	if rerr := <-renameErr; rerr != nil {
+		sw.Abort(ctx)
+		return false, nil, fmt.Errorf("swap current: %w", rerr)
 	}
-	return done(w, f), nil
+	if err != nil {
+		return true, nil, fmt.Errorf("swap current: %w", err)
+	}
+	return true, done(w, f), nil
 }
 
 // Activate points current at release id: a new symlink current.<random> is created and renamed
@@ -134,9 +138,6 @@ func (r *Root) RollbackTo(ctx context.Context, target, from string, sharedFiles 
 }
 
 func (sw *Swap) commit(ctx context.Context) error {
-	if err := sw.Rename(ctx); err != nil {
-		return err
-	}
-	_, err := sw.Finish(ctx, nil)
+	_, _, err := sw.Commit(ctx, nil)
 	return err
 }

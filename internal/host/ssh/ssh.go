@@ -50,8 +50,15 @@ var _ host.Host = (*SSH)(nil)
 // Name implements host.Host.
 func (h *SSH) Name() string { return h.name }
 
-// Close implements host.Host.
+// Close implements host.Host. The connection goes first: every answer ferry waits for has come,
+// and closing the channels one by one would wait a round trip for the host to close them too.
 func (h *SSH) Close() error {
+	if h.client != nil {
+		h.client.Close()
+	}
+	for i := len(h.jumps) - 1; i >= 0; i-- {
+		h.jumps[i].Close()
+	}
 	h.shellMu.Lock()
 	if h.shell != nil {
 		h.shell.close()
@@ -61,12 +68,6 @@ func (h *SSH) Close() error {
 	h.sftpOnce.Do(func() { h.sftpErr = errors.New("closed") })
 	if h.sftp != nil {
 		h.sftp.Close()
-	}
-	if h.client != nil {
-		h.client.Close()
-	}
-	for i := len(h.jumps) - 1; i >= 0; i-- {
-		h.jumps[i].Close()
 	}
 	return nil
 }
