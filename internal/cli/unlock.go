@@ -9,20 +9,23 @@ import (
 )
 
 func newUnlockCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var force bool
+	cmd := &cobra.Command{
 		Use:   "unlock",
 		Short: "Remove the lock of a run that is gone",
 		Long: `Remove the lock of a run that is gone.
 
-A lock left by a dead process on this machine is taken over by the next run on its
-own; use unlock for a lock held from another machine that will not come back. Make
-sure that run is really over: two runs at once on one root can break it.`,
+A lock left by a process that is provably gone (it ran on this machine, in this
+boot and pid namespace, and has exited) is taken over by the next run on its own.
+Use unlock for a lock held from another machine, container or boot that will not
+come back. Make sure that run is really over: two runs at once on one root can break
+it. A lock whose run is still alive on this machine is kept unless --force is given.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.load()
 			if err != nil {
 				return err
 			}
-			holders, err := deploy.Unlock(cmd.Context(), cfg, g.options(cmd))
+			holders, err := deploy.Unlock(cmd.Context(), cfg, g.options(cmd), force)
 			if err != nil {
 				return err
 			}
@@ -39,4 +42,6 @@ sure that run is really over: two runs at once on one root can break it.`,
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&force, "force", false, "remove the lock even when its run is still alive on this machine")
+	return cmd
 }

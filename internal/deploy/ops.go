@@ -197,8 +197,9 @@ func Status(ctx context.Context, cfg *config.Config, opts Options) ([]*HostStatu
 	return out, nil
 }
 
-// Unlock removes the lock on every selected host and returns the former holders by host.
-func Unlock(ctx context.Context, cfg *config.Config, opts Options) (map[string]*release.Holder, error) {
+// Unlock removes the lock on every selected host and returns the former holders by host. The
+// lock of a run still alive on this machine is kept unless force is set.
+func Unlock(ctx context.Context, cfg *config.Config, opts Options, force bool) (map[string]*release.Holder, error) {
 	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
@@ -206,7 +207,7 @@ func Unlock(ctx context.Context, cfg *config.Config, opts Options) (map[string]*
 	defer closeAll(targets)
 	out := map[string]*release.Holder{}
 	for _, t := range targets {
-		h, err := t.Root.Unlock(ctx)
+		h, err := t.Root.Unlock(ctx, force)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", t.Name, err)
 		}

@@ -1,12 +1,14 @@
 package release
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,12 +18,20 @@ import (
 var ErrLocked = errors.New("locked")
 
 // Holder is who holds a root's lock; it is the content of <root>/.ferry/lock.
+//
+// Machine, Boot, PIDNS and Start say which process PID is, so that another run can prove it
+// gone: the same host name is not the same machine (CI runners, containers, laptops all called
+// "ubuntu"), and a pid means nothing outside its pid namespace or once it is reused.
 type Holder struct {
 	User    string    `json:"user"`
 	Host    string    `json:"host"`
 	PID     int       `json:"pid"`
 	Time    time.Time `json:"time"`
 	Command string    `json:"command"`
+	Machine string    `json:"machine,omitempty"` // /etc/machine-id
+	Boot    string    `json:"boot,omitempty"`    // the kernel's boot id
+	PIDNS   string    `json:"pidns,omitempty"`   // the pid namespace, as /proc/self/ns/pid reads
+	Start   uint64    `json:"start,omitempty"`   // the process's start, in clock ticks since boot
 }
 
 func (h Holder) String() string {
@@ -54,7 +64,46 @@ func CurrentHolder(command string) Holder {
 	if name == "" {
 		name = fmt.Sprint(os.Getuid())
 	}
-	return Holder{User: name, Host: hostname, PID: os.Getpid(), Time: time.Now().UTC(), Command: command}
+	h := Holder{User: name, Host: hostname, PID: os.Getpid(), Time: time.Now().UTC(), Command: command}
+	h.Machine, h.Boot, h.PIDNS = identity()
+	h.Start = processStart(h.PID)
+	return h
+}
+
+// identity reads what tells this machine, this boot of it and this pid namespace from others;
+// each is "" where the system does not say (not Linux).
+func identity() (machine, boot, pidns string) {
+	read := func(p string) string {
+		b, _ := os.ReadFile(p)
+		return strings.TrimSpace(string(b))
+	}
+	machine = read("/etc/machine-id")
+	if machine == "" {
+		machine = read("/var/lib/dbus/machine-id")
+	}
+	boot = read("/proc/sys/kernel/random/boot_id")
+	pidns, _ = os.Readlink("/proc/self/ns/pid")
+	return machine, boot, pidns
+}
+
+// processStart is when process pid started, in clock ticks since boot (field 22 of
+// /proc/<pid>/stat), or 0 when it does not exist or the system does not say.
+func processStart(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The command name, field 2, is in parentheses and may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:])) // from field 3
+	if len(f) < 20 {
+		return 0
+	}
+	n, _ := strconv.ParseUint(f[19], 10, 64)
+	return n
 }
 
 // Lease is a lock this run holds.
@@ -120,15 +169,32 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 // Stale reports whether h is provably gone.
 func (h Holder) Stale() bool { return provablyGone(h) }
 
-// provablyGone is true only when the holder ran on this machine and its process no longer
-// exists. A holder on another machine may be alive: only 'ferry unlock' removes its lock.
-func provablyGone(h Holder) bool {
+// Alive reports whether h is provably alive: its process runs on this machine.
+func (h Holder) Alive() bool {
+	return h.here() && h.Start != 0 && processStart(h.PID) == h.Start
+}
+
+// here reports whether h ran on this machine, in this boot and in this pid namespace, so that
+// its pid can be looked up here. A holder that does not say (an older ferry, not Linux) is not.
+func (h Holder) here() bool {
+	machine, boot, pidns := identity()
 	hostname, _ := os.Hostname()
-	if h.Host != hostname || h.PID <= 0 {
+	return h.PID > 0 && h.Host == hostname && h.Machine != "" && h.Machine == machine &&
+		h.Boot != "" && h.Boot == boot && h.PIDNS != "" && h.PIDNS == pidns
+}
+
+// provablyGone is true only when the holder ran here (see here) and its process no longer
+// exists, or its pid now belongs to a process that started at another time. A holder that may
+// be alive elsewhere is never presumed dead: only 'ferry unlock' removes its lock.
+func provablyGone(h Holder) bool {
+	if !h.here() || h.Start == 0 {
 		return false
 	}
-	err := syscall.Kill(h.PID, 0)
-	return errors.Is(err, syscall.ESRCH)
+	start := processStart(h.PID)
+	if start == 0 {
+		return errors.Is(syscall.Kill(h.PID, 0), syscall.ESRCH)
+	}
+	return start != h.Start
 }
 
 // takeOver moves the stale lock whose content is stale aside. If, between reading and moving,
@@ -175,11 +241,18 @@ func (l *Lease) Release(ctx context.Context) error {
 	return nil
 }
 
-// Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder.
-func (r *Root) Unlock(ctx context.Context) (*Holder, error) {
+// Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder. A
+// lock whose run is provably alive on this machine is kept unless force is set.
+func (r *Root) Unlock(ctx context.Context, force bool) (*Holder, error) {
 	p, err := r.Probe(ctx, ProbeOptions{})
 	if err != nil || p.Holder == nil {
 		return nil, err
+	}
+	if p.Holder.Alive() && !force {
+		return p.Holder, &HintError{
+			Err:  fmt.Errorf("%w: the run that holds it is still alive on this machine", &LockedError{Root: r.Dir, Holder: p.Holder}),
+			Hint: fmt.Sprintf("let it finish or stop it (kill %d); 'ferry unlock --force' removes the lock anyway", p.Holder.PID),
+		}
 	}
 	s := r.newScript()
 	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(strings.TrimRight(string(p.HolderRaw), "\n")) + ` ]; then rm -f "$R/.ferry/lock"; fi`)

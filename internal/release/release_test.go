@@ -387,3 +387,111 @@ func TestFailedRenameLogsNothingAndLeavesNoLink(t *testing.T) {
 		}
 	}
 }
+
+// A lock is taken over only when its holder is proven gone: it ran on this machine, in this boot
+// and pid namespace, and its pid is free or now another process's. The same host name proves
+// nothing (CI runners, containers and laptops share names), and neither does a lock that does
+// not say where it ran.
+func TestLockIsTakenOverOnlyFromAProvablyGoneHolder(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	me := CurrentHolder("ferry deploy")
+	if me.Machine == "" || me.Boot == "" || me.PIDNS == "" || me.Start == 0 {
+		t.Fatalf("this Linux machine gave no identity: %+v", me)
+	}
+	gone := func(change func(*Holder)) Holder {
+		h := me
+		h.PID = dead.Process.Pid
+		change(&h)
+		return h
+	}
+	for _, tc := range []struct {
+		name  string
+		h     Holder
+		taken bool
+	}{
+		{"exited here", gone(func(*Holder) {}), true},
+		{"pid reused by a later process", func() Holder { h := me; h.Start--; return h }(), true},
+		{"another machine with the same host name", gone(func(h *Holder) { h.Machine = "0123456789abcdef0123456789abcdef" }), false},
+		{"another pid namespace", gone(func(h *Holder) { h.PIDNS = "pid:[1]" }), false},
+		{"before a reboot", gone(func(h *Holder) { h.Boot = "00000000-0000-0000-0000-000000000000" }), false},
+		{"an older ferry that did not say", gone(func(h *Holder) { h.Machine, h.Boot, h.PIDNS, h.Start = "", "", "", 0 }), false},
+		{"alive here", me, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRoot(t)
+			if _, err := lock(t, r, tc.h, 0, logf(t)); err != nil {
+				t.Fatal(err)
+			}
+			var warned []string
+			unlock, err := lock(t, r, CurrentHolder("ferry deploy"), 0, func(s string) { warned = append(warned, s) })
+			if tc.taken {
+				if err != nil {
+					t.Fatalf("lock of a holder that is gone not taken over: %v", err)
+				}
+				unlock()
+				if len(warned) != 1 || !strings.Contains(warned[0], "stale lock") {
+					t.Errorf("warnings = %v", warned)
+				}
+				return
+			}
+			if !errors.Is(err, ErrLocked) {
+				t.Fatalf("lock of a holder that may be alive was taken: %v (warnings %v)", err, warned)
+			}
+		})
+	}
+}
+
+// The case the review found: a run in another pid namespace (a container sharing the host's name
+// and network) holds the lock with a pid that is free here. It must not be presumed dead.
+func TestLockHeldFromAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
+	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "readlink", "/proc/self/ns/pid").Output()
+	if err != nil {
+		if os.Getenv("FERRY_TEST_DISALLOW_SKIP") != "" {
+			t.Fatalf("unshare --pid: %v", err)
+		}
+		t.Skipf("cannot make a pid namespace here: %v", err)
+	}
+	ns := strings.TrimSpace(string(out))
+	if me, _ := os.Readlink("/proc/self/ns/pid"); ns == me {
+		t.Fatalf("unshare --pid gave this namespace, %s", ns)
+	}
+	// Its pid is one that is free here.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	h := CurrentHolder("ferry deploy")
+	h.PIDNS, h.PID = ns, dead.Process.Pid
+	r := newRoot(t)
+	if _, err := lock(t, r, h, 0, logf(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock(t, r, CurrentHolder("ferry deploy"), 0, logf(t)); !errors.Is(err, ErrLocked) {
+		t.Fatalf("the lock of a run in pid namespace %s was taken over: %v", ns, err)
+	}
+}
+
+// 'ferry unlock' keeps the lock of a run still alive on this machine unless forced.
+func TestUnlockKeepsTheLockOfALiveRunUnlessForced(t *testing.T) {
+	r := newRoot(t)
+	me := CurrentHolder("ferry deploy")
+	if _, err := lock(t, r, me, 0, logf(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Unlock(context.Background(), false); !errors.Is(err, ErrLocked) {
+		t.Fatalf("unlock of a live run: %v; want it refused", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, ".ferry", "lock")); err != nil {
+		t.Fatalf("the lock is gone after a refused unlock: %v", err)
+	}
+	h, err := r.Unlock(context.Background(), true)
+	if err != nil || h == nil || h.PID != me.PID {
+		t.Fatalf("unlock --force: %v, %v", h, err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, ".ferry", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the lock is still there after unlock --force: %v", err)
+	}
+}
