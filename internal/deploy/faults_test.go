@@ -193,3 +193,66 @@ func TestFaultClockGoesBackwards(t *testing.T) {
 		t.Fatalf("second rollback went to %s, want %s", r.To, a)
 	}
 }
+
+// A release that cannot be deleted (here a mount point inside it; as often an app user's file
+// ferry may not remove) or even moved (itself a mount point) never stops a deploy or a rollback:
+// each warns and goes on.
+func TestFaultReleaseThatCannotBeDeletedNeverStopsARun(t *testing.T) {
+	s := newSite(t, "keep_releases: 2\n")
+	a := s.mustDeploy()
+	s.write("public/index.html", "b")
+	b := s.mustDeploy()
+	// b cannot even be moved: it is a mount point.
+	mountOrSkip(t, filepath.Join(s.root, "releases", b), filepath.Join(s.root, "releases", b), "", unix.MS_BIND, "")
+	cache := filepath.Join(s.root, "releases", a, "cache")
+	os.Mkdir(cache, 0o755)
+	mountOrSkip(t, "tmpfs", cache, "tmpfs", 0, "size=1m")
+	t.Cleanup(func() { // the mount moves with the release into the trash
+		moved, _ := filepath.Glob(filepath.Join(s.root, "releases", ".ferry-trash-*", "cache"))
+		for _, m := range moved {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+	})
+	os.WriteFile(filepath.Join(cache, "x"), []byte("written by the app"), 0o644)
+
+	s.write("public/index.html", "c")
+	c := s.mustDeploy() // a goes: moved aside, but its mount point cannot be deleted
+	s.write("public/index.html", "d")
+	s.mustDeploy()
+	if !s.rep.warned("could not delete") || !s.rep.warned("could not remove release "+b) {
+		t.Errorf("no warning about what could not be deleted; warnings %q", s.rep.warnings)
+	}
+	// Nor can c's files be hard-linked from b, across mounts: c is made of sent files.
+	if !s.rep.warned("cannot hard-link release "+b+" into the next one") {
+		t.Errorf("no warning that b could not be hard-linked; warnings %q", s.rep.warnings)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, "releases", b, "public/index.html")); err != nil {
+		t.Errorf("release %s, which could not be moved, is not whole: %v", b, err)
+	}
+	if rb := s.mustRollback(""); rb.To != c {
+		t.Errorf("rolled back to %s, want %s", rb.To, c)
+	}
+	if got := s.read("current/public/index.html"); got != "c" {
+		t.Errorf("after the rollback current serves %q", got)
+	}
+}
+
+// When releases/ is a filesystem of its own (a second disk), old releases are still removed:
+// they are renamed within releases/ and deleted there, never moved across filesystems.
+func TestFaultReleasesOnItsOwnFilesystem(t *testing.T) {
+	s := newSite(t, "keep_releases: 2\n")
+	os.MkdirAll(filepath.Join(s.root, "releases"), 0o755)
+	mountOrSkip(t, "tmpfs", filepath.Join(s.root, "releases"), "tmpfs", 0, "size=8m")
+	var ids []string
+	for i := range 5 {
+		s.write("public/index.html", fmt.Sprint(i))
+		ids = append(ids, s.mustDeploy())
+	}
+	waitFor(t, "old releases deleted", func() bool { return len(s.releaseDirs()) == 2 })
+	if diff := cmp.Diff(ids[3:], s.releaseDirs()); diff != "" {
+		t.Errorf("releases (-want +got):\n%s", diff)
+	}
+	if len(s.rep.warnings) > 0 {
+		t.Errorf("warnings: %q", s.rep.warnings)
+	}
+}

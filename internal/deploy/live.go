@@ -54,6 +54,11 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		run.prevMan = nil
 		return nil
 	}
+	if lv.NoCopy != "" {
+		rep.Warn(run.Name, fmt.Sprintf("cannot hard-link release %s into the next one (%s): sending every file", lv.ID, lv.NoCopy))
+		run.prevMan = nil
+		return nil
+	}
 	idx := m.Index()
 	// Paths of the live release that cannot be trusted: files and links written since its
 	// manifest, entries its manifest lacks, entries whose type changed (a directory replaced by

@@ -36,13 +36,15 @@ func (st *State) Removable(keep int, preparing string) []string {
 
 // removeScript takes release id out of releases/ with one rename into the trash, so that no
 // half-deleted release is ever visible under releases/, logs it, and deletes it. A release that
-// cannot be deleted is a warning, never a failure: it stays in the trash for the next run.
+// cannot be moved or deleted is a warning, never a failure: the next run tries again.
 func (r *Root) removeScript(s *script, id, reason string) {
-	t := r.trashDir() + "/" + id + "." + randomSuffix()
-	s.line(`T=` + q(t))
-	s.line(`if [ -e ` + q(r.ReleaseDir(id)) + ` ]; then mv ` + q(r.ReleaseDir(id)) + ` "$T" || die ` + q("cannot move release "+id+" to the trash") + `; fi`)
+	rel, t := q(r.ReleaseDir(id)), r.Dir+"/releases/"+trashPrefix+id+"."+randomSuffix()
+	// A release that cannot be moved (releases/ not writable by this user) stays, with a
+	// warning: cleanup never stops a run.
+	s.line(`if [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
 	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
 	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
+	s.line(`else note kept ` + q(id) + ` warn ` + q("could not remove release "+id+": ") + `"$e"; fi`)
 	s.trash = append(s.trash, t)
 }
 
@@ -93,12 +95,20 @@ type Done struct {
 
 func done(w *Wrapup, f []string) *Done {
 	d := &Done{}
-	if w != nil {
-		d.Removed = w.Remove
-	}
+	kept := map[string]bool{}
 	for i := 0; i+1 < len(f); i += 2 {
-		if f[i] == "warn" {
+		switch f[i] {
+		case "warn":
 			d.Warnings = append(d.Warnings, f[i+1])
+		case "kept":
+			kept[f[i+1]] = true
+		}
+	}
+	if w != nil {
+		for _, id := range w.Remove {
+			if !kept[id] {
+				d.Removed = append(d.Removed, id)
+			}
 		}
 	}
 	return d

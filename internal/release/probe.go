@@ -78,8 +78,9 @@ type Live struct {
 	// Stamp is the mtime of the manifest, in Unix seconds: a file whose recorded mtime is newer
 	// may be listed in Changed only because the build wrote it in that second.
 	Stamp int64
-	// Copy is the scratch copy of the release (ProbeOptions.Copy), or "".
-	Copy string
+	// Copy is the scratch copy of the release (ProbeOptions.Copy), or "". NoCopy is why it
+	// could not be made (hard links impossible there), or "".
+	Copy, NoCopy string
 	// HasLinks is false for a release made by a version of ferry that recorded no shared
 	// links: it cannot be told from what was written into it since, so nothing of it is reused.
 	HasLinks bool
@@ -89,8 +90,13 @@ type Live struct {
 	Children    map[string]map[string]bool
 }
 
-// nextPrefix names the scratch copies of releases/ (ProbeOptions.Copy).
-const nextPrefix = ".ferry-next-"
+// nextPrefix names the scratch copies of releases/ (ProbeOptions.Copy), and trashPrefix the
+// releases being deleted. Both live in releases/ itself, so that moving one in or out is a
+// rename in one directory, which works whatever filesystem releases/ is on.
+const (
+	nextPrefix  = ".ferry-next-"
+	trashPrefix = ".ferry-trash-"
+)
 
 // Probe reads the root's state in one request, taking the lock and recovering leftovers first
 // when o.Lock is set.
@@ -107,11 +113,11 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	}
 	s.line(`fi`)
 	if o.Lock != nil || o.Create {
-		s.line(`mkdir -p "$R/shared" "$R/.ferry/manifests" "$R/.ferry/trash" || die "cannot create the layout under $R"`)
+		s.line(`mkdir -p "$R/shared" "$R/.ferry/manifests" || die "cannot create the layout under $R"`)
 	}
 	// ferry never follows a symlink in its own layout: a planted link would turn a cleanup into
 	// a delete elsewhere.
-	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests" "$R/.ferry/trash"; do`)
+	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests"; do`)
 	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; replace it with a directory"; fi`)
 	s.line(`done`)
 	s.line(`if [ -e "$R/current" ] && [ ! -L "$R/current" ]; then sec notlink; if [ -d "$R/current" ]; then echo directory; else echo file; fi`)
@@ -144,7 +150,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	}
 	s.line(`sec releases`)
 	s.line(`for d in "$R"/releases/* "$R"/releases/.[!.]* "$R"/releases/..?*; do`)
-	s.line(`  case ${d##*/} in ` + nextPrefix + `*) continue ;; esac`)
+	s.line(`  case ${d##*/} in ` + nextPrefix + `*|` + trashPrefix + `*) continue ;; esac`)
 	s.line(`  if [ -d "$d" ] && [ ! -L "$d" ]; then printf 'd%s\000' "${d##*/}"; elif [ -e "$d" ] || [ -L "$d" ]; then printf 'f%s\000' "${d##*/}"; fi`)
 	s.line(`done`)
 	s.line(`if [ -L "$R/current" ]; then sec current; readlink "$R/current"; fi`)
@@ -172,7 +178,9 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		if o.Copy && o.Lock != nil {
 			// A release made by a version of ferry that kept no .links is not copied.
 			s.line(`  C="$R/releases/` + nextPrefix + randomSuffix() + `"`)
-			s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ] && cp -al "$R/releases/$id" "$C" 2>/dev/null; then sec copy; printf '%s' "$C"; else rm -rf "$C"; fi`)
+			s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then`)
+			s.line(`    if e=$(cp -al "$R/releases/$id" "$C" 2>&1); then sec copy; printf '%s' "$C"; else rm -rf "$C"; sec nocopy; printf '%s' "$e" | head -n 1; fi`)
+			s.line(`  fi`)
 		}
 		s.line(`fi`)
 	}
@@ -270,6 +278,7 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
 		lv.Copy = string(secs["copy"])
+		lv.NoCopy = strings.TrimSpace(string(secs["nocopy"]))
 		_, lv.HasLinks = secs["links"]
 		for _, d := range fields(secs["changeddirs"]) {
 			if d = strings.TrimPrefix(d, "./"); d != "." && d != "" {
@@ -320,18 +329,20 @@ func (r *Root) State() (*State, error) {
 }
 
 // recoverScript removes what a killed run left behind: temporary current.* links, temporary
-// files, and the trash. It runs with the lock held. Incomplete releases are removed by the
-// next request, once the engine has read the log.
+// files, scratch copies and the trash. It runs with the lock held. Incomplete releases are
+// removed by the next request, once the engine has read the log. What cannot be deleted (a
+// file of another user's) is a warning: it never stops a run.
 func (r *Root) recoverScript(s *script) {
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
-	s.line(`find "$R/releases" -mindepth 1 -maxdepth 1 -name '` + nextPrefix + `*' -exec rm -rf {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
-	s.line(`if ! find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null; then`)
-	s.line(`  find "$R/.ferry/trash" -type d -exec chmod u+w {} + 2>/dev/null`)
-	s.line(`  find "$R/.ferry/trash" -mindepth 1 -maxdepth 1 -exec rm -rf {} + 2>/dev/null || { sec warn; note "could not empty $R/.ferry/trash; remove what is left there by hand"; }`)
-	s.line(`fi`)
+	// .ferry/trash is where older versions of ferry put releases being deleted.
+	s.line(`for t in "$R"/releases/` + nextPrefix + `* "$R"/releases/` + trashPrefix + `* "$R"/.ferry/trash; do`)
+	s.line(`  [ -e "$t" ] && [ ! -L "$t" ] || continue`)
+	s.line(`  rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} + 2>/dev/null; rm -rf "$t" 2>/dev/null; } ||`)
+	s.line(`    { sec warn; note "could not delete $t (a file ferry may not delete, or a mount point): remove it by hand"; }`)
+	s.line(`done`)
 }
 
 // pairs reads NUL-separated fields as key, value, key, value….

@@ -40,7 +40,6 @@ func (r *Root) sharedDir() string             { return r.Dir + "/shared" }
 func (r *Root) stateDir() string              { return r.Dir + "/.ferry" }
 func (r *Root) currentPath() string           { return r.Dir + "/current" }
 func (r *Root) logPath() string               { return r.stateDir() + "/log.jsonl" }
-func (r *Root) trashDir() string              { return r.stateDir() + "/trash" }
 func (r *Root) manifestDir() string           { return r.stateDir() + "/manifests" }
 func (r *Root) manifestPath(id string) string { return r.manifestDir() + "/" + id + ".json" }
 func (r *Root) linksPath(id string) string    { return r.manifestDir() + "/" + id + ".links" }
