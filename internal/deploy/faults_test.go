@@ -223,7 +223,7 @@ func TestFaultReleaseThatCannotBeDeletedNeverStopsARun(t *testing.T) {
 		t.Errorf("no warning about what could not be deleted; warnings %q", s.rep.warnings)
 	}
 	// Nor can c's files be hard-linked from b, across mounts: c is made of sent files.
-	if !s.rep.warned("cannot hard-link release "+b+" into the next one") {
+	if !s.rep.warned("cannot hard-link release " + b + " into the next one") {
 		t.Errorf("no warning that b could not be hard-linked; warnings %q", s.rep.warnings)
 	}
 	if _, err := os.Stat(filepath.Join(s.root, "releases", b, "public/index.html")); err != nil {
