@@ -77,7 +77,7 @@ func newCrashSiteOn(t *testing.T, files int, hook, hosts string, env []string) *
 			t.Fatal(err)
 		}
 	}
-	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %s\n%s", s.root, hook, s.hosts)
+	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %q\n%s", s.root, hook, s.hosts)
 	if err := os.WriteFile(filepath.Join(s.dir, "ferry.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -248,9 +248,21 @@ func TestInterruptedDeployLeavesNothingBehind(t *testing.T) {
 	if now, _ := os.Readlink(filepath.Join(s.root, "current")); now != good {
 		t.Fatalf("current = %s, want %s", now, good)
 	}
-	entries, _ := os.ReadDir(filepath.Join(s.root, "releases"))
-	if len(entries) != 1 {
-		t.Fatalf("releases/ has %d entries after an interrupted deploy, want 1", len(entries))
+	// The interrupted release is renamed aside (releases/.ferry-trash-*) and deleted in the
+	// background.
+	var names []string
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		entries, _ := os.ReadDir(filepath.Join(s.root, "releases"))
+		names = names[:0]
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if len(names) == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(names) != 1 {
+		t.Fatalf("releases/ holds %q after an interrupted deploy, want only %s", names, good)
 	}
 	s.check(true)
 }

@@ -40,15 +40,114 @@ func (f Finding) String() string {
 // destructive matches SQL that breaks the code still running during a migration.
 var destructive = regexp.MustCompile(`(?i)\b(DROP\s+COLUMN|DROP\s+TABLE|RENAME\s+COLUMN|ALTER\s+(TABLE\s+\S+\s+)?ALTER\s+(COLUMN\s+)?\S+\s+(SET\s+DATA\s+)?TYPE|ALTER\s+COLUMN\s+\S+\s+TYPE|RENAME\s+TO)\b`)
 
-// DestructiveSQL returns the destructive statements in text, one line each.
+// DestructiveSQL returns the destructive statements in text, each on one line. Only SQL is
+// read: comments (-- and # to the end of the line, /* */) and quoted strings and names are
+// not, so "-- we never DROP TABLE" or 'DROP TABLE' in an INSERT is not a finding. A statement
+// runs to the next semicolon outside them.
 func DestructiveSQL(text string) []string {
+	code, shown := maskSQL(text)
 	var out []string
-	for _, line := range strings.Split(text, "\n") {
-		if m := destructive.FindString(line); m != "" {
-			out = append(out, strings.TrimSpace(line))
+	for start := 0; start < len(code); {
+		end := len(code)
+		if i := strings.IndexByte(code[start:], ';'); i >= 0 {
+			end = start + i + 1
 		}
+		if loc := destructive.FindStringIndex(code[start:end]); loc != nil {
+			out = append(out, statementLine(shown[start:end], loc[0]))
+		}
+		start = end
 	}
 	return out
+}
+
+// maskSQL returns text twice, byte for byte the same length: code, with comments blanked and
+// the inside of quotes ('…', "…", `…`) replaced by x, for matching and finding the semicolons
+// that end statements; and shown, with only the comments blanked, for people.
+//
+// Comments follow MySQL and PostgreSQL: -- and # run to the end of the line (but #> is
+// PostgreSQL's JSON path operator), /* */ nests as in PostgreSQL, and /*! … */ is MySQL's
+// executable comment (mysqldump writes DROP TABLE in one), so what is inside it is SQL. In
+// quotes, a doubled quote or a backslash escapes the next character.
+func maskSQL(text string) (code, shown string) {
+	c, s := []byte(text), []byte(text)
+	blank := func(i, j int) {
+		for k := i; k < j; k++ {
+			c[k], s[k] = ' ', ' '
+		}
+	}
+	inExecutable := false
+	for i := 0; i < len(text); {
+		rest := text[i:]
+		switch {
+		case strings.HasPrefix(rest, "--"), rest[0] == '#' && !strings.HasPrefix(rest, "#>"):
+			j := strings.IndexByte(rest, '\n')
+			if j < 0 {
+				j = len(rest)
+			}
+			blank(i, i+j)
+			i += j
+		case strings.HasPrefix(rest, "/*!"):
+			j := 3
+			for j < len(rest) && '0' <= rest[j] && rest[j] <= '9' {
+				j++ // the server version it needs
+			}
+			blank(i, i+j)
+			i += j
+			inExecutable = true
+		case inExecutable && strings.HasPrefix(rest, "*/"):
+			blank(i, i+2)
+			i += 2
+			inExecutable = false
+		case strings.HasPrefix(rest, "/*"):
+			depth, j := 1, 2
+			for j < len(rest) && depth > 0 {
+				switch {
+				case strings.HasPrefix(rest[j:], "/*"):
+					depth, j = depth+1, j+2
+				case strings.HasPrefix(rest[j:], "*/"):
+					depth, j = depth-1, j+2
+				default:
+					j++
+				}
+			}
+			blank(i, i+j)
+			i += j
+		case rest[0] == '\'' || rest[0] == '"' || rest[0] == '`':
+			q, j := rest[0], 1
+			for ; j < len(rest); j++ {
+				if rest[j] == '\\' && q != '`' {
+					j++
+				} else if rest[j] == q {
+					if j+1 < len(rest) && rest[j+1] == q {
+						j++
+					} else {
+						break
+					}
+				}
+			}
+			j = min(j, len(rest))
+			for k := i + 1; k < i+j; k++ {
+				c[k] = 'x'
+			}
+			i += j + 1
+		default:
+			i++
+		}
+	}
+	return string(c), string(s)
+}
+
+// statementLine is a statement on one line, its whitespace collapsed; a long one keeps the
+// 8 words before the destructive part at offset at, and 16 from it.
+func statementLine(stmt string, at int) string {
+	before, after := strings.Fields(stmt[:at]), strings.Fields(stmt[at:])
+	if len(before) > 8 {
+		before = append([]string{"…"}, before[len(before)-8:]...)
+	}
+	if len(after) > 16 {
+		after = append(after[:16], "…")
+	}
+	return strings.Join(append(before, after...), " ")
 }
 
 // NginxServer is what ferry needs of a server block in nginx -T's output.

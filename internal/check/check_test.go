@@ -8,23 +8,53 @@ import (
 
 func TestDestructiveSQL(t *testing.T) {
 	for _, tc := range []struct {
-		sql  string
-		want bool
+		name, sql string
+		want      []string
 	}{
-		{"ALTER TABLE users DROP COLUMN email;", true},
-		{"alter table users drop   column email", true},
-		{"DROP TABLE sessions;", true},
-		{"ALTER TABLE users RENAME COLUMN name TO full_name;", true},
-		{"ALTER TABLE users ALTER COLUMN age TYPE bigint;", true},
-		{"ALTER TABLE users ALTER COLUMN age SET DATA TYPE bigint;", true},
-		{"ALTER TABLE users ADD COLUMN email text;", false},
-		{"CREATE TABLE drop_log (id int);", false},
-		{"-- we never DROP anything here", false},
-		{"UPDATE users SET dropped = true;", false},
+		// What is destructive.
+		{"drop column", "ALTER TABLE users DROP COLUMN email;", []string{"ALTER TABLE users DROP COLUMN email;"}},
+		{"lower case", "alter table users drop   column email", []string{"alter table users drop column email"}},
+		{"drop table", "DROP TABLE sessions;", []string{"DROP TABLE sessions;"}},
+		{"rename column", "ALTER TABLE users RENAME COLUMN name TO full_name;", []string{"ALTER TABLE users RENAME COLUMN name TO full_name;"}},
+		{"rename table", "ALTER TABLE users RENAME TO people;", []string{"ALTER TABLE users RENAME TO people;"}},
+		{"type", "ALTER TABLE users ALTER COLUMN age TYPE bigint;", []string{"ALTER TABLE users ALTER COLUMN age TYPE bigint;"}},
+		{"set data type", "ALTER TABLE users ALTER COLUMN age SET DATA TYPE bigint;", []string{"ALTER TABLE users ALTER COLUMN age SET DATA TYPE bigint;"}},
+		{"quoted names", `ALTER TABLE "users" ALTER COLUMN "age" TYPE bigint;`, []string{`ALTER TABLE "users" ALTER COLUMN "age" TYPE bigint;`}},
+		{"over lines", "ALTER TABLE users\n  ADD COLUMN nick text,\n  DROP COLUMN email;\n", []string{"ALTER TABLE users ADD COLUMN nick text, DROP COLUMN email;"}},
+		{"keyword split over lines", "DROP\nTABLE sessions;", []string{"DROP TABLE sessions;"}},
+		{"comment inside", "DROP /* for good */ TABLE sessions;", []string{"DROP TABLE sessions;"}},
+		{"comment after", "DROP TABLE sessions; -- gone", []string{"DROP TABLE sessions;"}},
+		{"after a comment line", "-- remove sessions\nDROP TABLE sessions;", []string{"DROP TABLE sessions;"}},
+		{"two on a line", "DROP TABLE a; DROP TABLE b;", []string{"DROP TABLE a;", "DROP TABLE b;"}},
+		{"after a string with a semicolon", "INSERT INTO log VALUES ('a;b'); DROP TABLE log;", []string{"DROP TABLE log;"}},
+		{"after an escaped quote", `INSERT INTO notes VALUES ('it\'s -- fine'); DROP TABLE notes;`, []string{"DROP TABLE notes;"}},
+		{"mysqldump", "/*!40000 DROP TABLE IF EXISTS `t` */;", []string{"DROP TABLE IF EXISTS `t` ;"}},
+		{"postgres json path is no comment", "SELECT data #> '{a}' FROM t; DROP TABLE t;", []string{"DROP TABLE t;"}},
+		{"long statement", "ALTER TABLE users ADD COLUMN a int, ADD COLUMN b int, ADD COLUMN c int, DROP COLUMN email, ADD COLUMN d int, ADD COLUMN e int, ADD COLUMN f int, ADD COLUMN g int, ADD COLUMN h int;",
+			[]string{"… ADD COLUMN b int, ADD COLUMN c int, DROP COLUMN email, ADD COLUMN d int, ADD COLUMN e int, ADD COLUMN f int, ADD …"}},
+
+		// What is not.
+		{"add column", "ALTER TABLE users ADD COLUMN email text;", nil},
+		{"word in a name", "CREATE TABLE drop_log (id int);", nil},
+		{"word in a column", "UPDATE users SET dropped = true;", nil},
+		{"line comment", "-- we never DROP TABLE anything here\nSELECT 1;", nil},
+		{"line comment after code", "UPDATE t SET c = 1 -- not DROP COLUMN c\nWHERE id = 1;", nil},
+		{"block comment", "/* DROP TABLE users */\nSELECT 1;", nil},
+		{"block comment over lines", "/*\n * DROP\n * TABLE users\n */", nil},
+		{"nested block comment", "/* outer /* inner */ DROP TABLE users */", nil},
+		{"unterminated block comment", "/* DROP TABLE users", nil},
+		{"mysql comment", "# DROP TABLE users\nSELECT 1;", nil},
+		{"mysql comment after code", "SELECT 1; # then DROP TABLE users", nil},
+		{"string", "INSERT INTO help VALUES ('run DROP TABLE to start over');", nil},
+		{"string with a doubled quote", "INSERT INTO help VALUES ('it''s DROP COLUMN time');", nil},
+		{"double-quoted string", `INSERT INTO help VALUES ("DROP TABLE users");`, nil},
+		{"unterminated string", "SELECT 'DROP TABLE users", nil},
 	} {
-		if got := len(DestructiveSQL(tc.sql)) > 0; got != tc.want {
-			t.Errorf("DestructiveSQL(%q) = %v, want %v", tc.sql, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, DestructiveSQL(tc.sql)); diff != "" {
+				t.Errorf("DestructiveSQL(%q) (-want +got):\n%s", tc.sql, diff)
+			}
+		})
 	}
 }
 

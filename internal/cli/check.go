@@ -10,7 +10,8 @@ import (
 )
 
 func newCheckCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var verify bool
+	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Find what would break deploys on each host, and how to fix it",
 		Long: `Find what would break deploys on each host, and how to fix it. Changes nothing.
@@ -23,7 +24,7 @@ nginx (check.nginx, default 'nginx -T'): roots that bypass current, open_file_ca
 a reload, $document_root passed to PHP. PHP: opcache.validate_timestamps=0 with no reload.
 Environment: a shared file changed since the last activation with no restart configured.
 Migrations (check.migrations): new or changed files with DROP COLUMN, DROP TABLE, RENAME
-COLUMN or ALTER ... TYPE.
+COLUMN, RENAME TO or ALTER ... TYPE outside comments and quoted strings.
 
 Exit status: 1 when there are errors, 0 when there are only warnings or nothing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -31,7 +32,7 @@ Exit status: 1 when there are errors, 0 when there are only warnings or nothing.
 			if err != nil {
 				return err
 			}
-			findings, err := deploy.Check(cmd.Context(), cfg, g.options(cmd))
+			findings, err := deploy.Check(cmd.Context(), cfg, g.options(cmd), verify)
 			if err != nil {
 				return err
 			}
@@ -53,6 +54,8 @@ Exit status: 1 when there are errors, 0 when there are only warnings or nothing.
 					if f.Severity == check.Info && !g.verbose {
 						continue
 					}
+					// Findings name files, server names and lock holders read on the host.
+					f.Host, f.What, f.Fix = printable(f.Host), printable(f.What), printable(f.Fix)
 					fmt.Fprintln(g.stdout, f)
 				}
 				if len(findings) == 0 || !g.quiet {
@@ -65,4 +68,6 @@ Exit status: 1 when there are errors, 0 when there are only warnings or nothing.
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&verify, "verify", false, "also hash every file of the live release on the host against its manifest")
+	return cmd
 }

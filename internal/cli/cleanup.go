@@ -25,7 +25,9 @@ Nothing in shared/ is touched.` + exitStatusHelp,
 			}
 			opts := g.options(cmd)
 			opts.LockWait = lockWait
-			removed, err := deploy.Cleanup(cmd.Context(), cfg, opts, newReporter(g))
+			rep := newReporter(g)
+			removed, err := deploy.Cleanup(cmd.Context(), cfg, opts, rep)
+			rep.flush()
 			if err != nil {
 				return err
 			}

@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-deploy/ferry/internal/deploy"
 	hostssh "github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/transfer"
 )
 
 // Exit codes (DESIGN §7).
@@ -86,19 +87,24 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	if strings.HasPrefix(err.Error(), "unknown command") {
+	// cobra's "unknown command" for ferry itself; wrapArgs marks the errors of subcommands.
+	if strings.HasPrefix(err.Error(), "unknown command") && !errors.Is(err, errUsage) {
 		err = fmt.Errorf("%w: %w", err, errUsage)
 	}
 	printError(stderr, err)
 	return exitCode(err)
 }
 
-// wrapArgs marks a wrong number of arguments as a usage error.
+// wrapArgs marks a wrong number of arguments as a usage error. A command that sets no Args
+// takes none.
 func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
-	if check == nil {
-		check = cobra.NoArgs
-	}
 	return func(cmd *cobra.Command, args []string) error {
+		if check == nil {
+			if len(args) > 0 {
+				return fmt.Errorf("%s takes no arguments, got %q: %w", cmd.CommandPath(), args[0], errUsage)
+			}
+			return nil
+		}
 		if err := check(cmd, args); err != nil {
 			return fmt.Errorf("%w: %w", err, errUsage)
 		}
@@ -106,12 +112,41 @@ func wrapArgs(check cobra.PositionalArgs) cobra.PositionalArgs {
 	}
 }
 
+// sourceError is a build that cannot be shipped as it is: the source directory is missing or
+// not a directory, or it holds a fifo, socket or device. The fix is in ferry.yaml or the build,
+// and nothing was touched, so it exits 2 like a config error.
+type sourceError struct {
+	err  error
+	hint string
+}
+
+func (e *sourceError) Error() string { return e.err.Error() }
+func (e *sourceError) Unwrap() error { return e.err }
+
+// checkSource marks err as a sourceError, with a hint, when it is the scan refusing cfg's source.
+func checkSource(err error, cfg *config.Config) error {
+	key := "source"
+	if cfg.Build != nil {
+		key = "build.output"
+	}
+	var se *transfer.SourceError
+	switch {
+	case !errors.As(err, &se):
+		return err
+	case se.Path == "":
+		return &sourceError{err, fmt.Sprintf("set %s in %s to the directory to ship", key, cfg.File)}
+	default:
+		return &sourceError{err, fmt.Sprintf("remove %q from the build, make it a file, directory or a link inside the build, or add it to exclude: in %s", se.Path, cfg.File)}
+	}
+}
+
 // exitCode maps an error to ferry's exit status. It is the only place that does.
 func exitCode(err error) int {
+	var se *sourceError
 	switch {
 	case errors.Is(err, release.ErrLocked):
 		return exitLocked
-	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage):
+	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage), errors.As(err, &se):
 		return exitUsage
 	default:
 		return exitFailed
@@ -123,6 +158,11 @@ func printError(w io.Writer, err error) {
 	msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
 	msg = strings.TrimSuffix(msg, ": "+config.ErrConfig.Error())
 	msg = strings.TrimSuffix(msg, ": "+deploy.ErrNothingToDo.Error())
+	// The holder of a lock is what the host's lock file says.
+	var le *release.LockedError
+	if errors.As(err, &le) && le.Holder != nil {
+		msg = strings.ReplaceAll(msg, le.Holder.String(), holderText(le.Holder))
+	}
 	fmt.Fprintf(w, "ferry: error: %s\n", msg)
 	if hint := hintFor(err); hint != "" {
 		fmt.Fprintf(w, "ferry: hint: %s\n", hint)
@@ -134,7 +174,10 @@ func hintFor(err error) string {
 	var le *release.LockedError
 	var ce *config.Error
 	var hk *hostssh.HostKeyError
+	var se *sourceError
 	switch {
+	case errors.As(err, &se):
+		return se.hint
 	case errors.As(err, &he):
 		return he.Hint
 	case errors.As(err, &le):

@@ -39,8 +39,9 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 			opts.Options.Hosts, opts.Options.Parallel, opts.Options.Command = g.hosts, g.parallel, "ferry deploy"
 			rep := newReporter(g)
 			res, err := deploy.Deploy(cmd.Context(), cfg, opts, rep)
+			rep.flush()
 			if err != nil {
-				return err
+				return checkSource(err, cfg)
 			}
 			if g.json {
 				return writeJSON(g, res)
@@ -82,9 +83,9 @@ func printPlan(g *globals, res *deploy.Result) {
 			fmt.Fprintf(w, "  root does not exist yet; it would be created\n")
 		}
 		if p.Locked != "" {
-			fmt.Fprintf(w, "  locked by %s: the deploy would wait or fail\n", p.Locked)
+			fmt.Fprintf(w, "  locked by %s: the deploy would wait or fail\n", printable(p.Locked))
 		}
-		fmt.Fprintf(w, "  release   %s (current: %s)\n", p.Release, orNone(p.Previous))
+		fmt.Fprintf(w, "  release   %s (current: %s)\n", p.Release, orNone(printable(p.Previous)))
 		fmt.Fprintf(w, "  upload    %d files, %d to send (%d bytes), %d reused\n", p.Stats.Files, p.Stats.Sent, p.Stats.SentBytes, p.Stats.Reused)
 		for _, s := range p.Shared {
 			fmt.Fprintf(w, "  shared    %s\n", s)
@@ -97,7 +98,7 @@ func printPlan(g *globals, res *deploy.Result) {
 		}
 		fmt.Fprintf(w, "  activate  current -> releases/%s\n", p.Release)
 		for _, id := range p.Removes {
-			fmt.Fprintf(w, "  cleanup   remove %s\n", id)
+			fmt.Fprintf(w, "  cleanup   remove %s\n", printable(id))
 		}
 	}
 }

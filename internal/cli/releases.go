@@ -24,16 +24,18 @@ func newReleasesCmd(g *globals) *cobra.Command {
 					if i > 0 {
 						fmt.Fprintln(g.stdout)
 					}
-					fmt.Fprintf(g.stdout, "%s:\n", h.Host)
+					fmt.Fprintf(g.stdout, "%s:\n", printable(h.Host))
 				}
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "  \tRELEASE\tDEPLOYED (UTC)\tSTATUS\tMESSAGE")
+				// Everything in a row but the time comes from the host's log: a message with a
+				// newline or an escape sequence prints escaped, on its own row.
 				for _, rel := range h.Releases {
 					mark := ""
 					if rel.Current {
 						mark = "*"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, rel.ID, rel.Prepared.UTC().Format("2006-01-02 15:04:05"), statusWord(rel, h), rel.Message)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, printable(rel.ID), rel.Prepared.UTC().Format("2006-01-02 15:04:05"), printable(statusWord(rel, h)), printable(rel.Message))
 				}
 				tw.Flush()
 				if len(h.Releases) == 0 {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -73,22 +75,30 @@ func (r *reporter) Progress(host string, total int64) (func(int64), func()) {
 	}
 }
 
+// Step implements deploy.Reporter. The message is one line: anything in it that came from the
+// host (a release id read from current) or spans lines (a hook's script) is escaped.
 func (r *reporter) Step(host, step, msg string, took time.Duration) {
 	if r.quiet {
 		return
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", host, step, msg, round(took))
+	r.endLine(host)
+	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", host, step, printable(msg), round(took))
 }
 
+// Warn implements deploy.Reporter. A warning may carry a hook's output over several lines, so
+// only newlines and tabs are kept as they are.
 func (r *reporter) Warn(host, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	fmt.Fprintf(r.out(), "ferry: warning: %s: %s\n", host, msg)
+	r.endLine(host)
+	fmt.Fprintf(r.out(), "ferry: warning: %s: %s\n", host, printableText(msg))
 }
 
-// Output prints command output line by line, each prefixed by its host.
+// Output prints command output line by line, each prefixed by its host. A last line without a
+// newline waits for more output, and is printed on its own once the engine reports the
+// command's end (a step or a warning for that host) or returns (flush).
 func (r *reporter) Output(host string, p []byte) {
 	if r.quiet {
 		return
@@ -105,6 +115,25 @@ func (r *reporter) Output(host string, p []byte) {
 		buf = buf[i+1:]
 	}
 	r.partial[host] = append([]byte(nil), buf...)
+}
+
+// endLine prints the output of host's last command that did not end with a newline, as a line
+// of its own. The caller holds mu.
+func (r *reporter) endLine(host string) {
+	if buf := r.partial[host]; len(buf) > 0 {
+		fmt.Fprintf(r.out(), "%-6s | %s\n", host, buf)
+	}
+	delete(r.partial, host)
+}
+
+// flush prints every host's unfinished last line. Commands call it when the engine returns,
+// before the result or the error is printed.
+func (r *reporter) flush() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, host := range slices.Sorted(maps.Keys(r.partial)) {
+		r.endLine(host)
+	}
 }
 
 // round keeps durations readable: 1.234s, 12ms, 840µs.

@@ -32,7 +32,9 @@ back. Nothing is deleted.` + exitStatusHelp,
 			if len(args) == 1 {
 				id = args[0]
 			}
-			res, err := deploy.Rollback(cmd.Context(), cfg, id, opts, newReporter(g))
+			rep := newReporter(g)
+			res, err := deploy.Rollback(cmd.Context(), cfg, id, opts, rep)
+			rep.flush()
 			if err != nil {
 				return err
 			}
@@ -40,7 +42,7 @@ back. Nothing is deleted.` + exitStatusHelp,
 				return writeJSON(g, res)
 			}
 			if !g.quiet {
-				fmt.Fprintf(g.stderr, "ferry: rolled back from %s to %s\n", res.From, res.To)
+				fmt.Fprintf(g.stderr, "ferry: rolled back from %s to %s\n", printable(res.From), printable(res.To))
 			}
 			return nil
 		},

@@ -16,25 +16,26 @@ func newStatusCmd(g *globals) *cobra.Command {
 			if err != nil || g.json {
 				return err
 			}
+			// The current link, the log and the lock are the host's: print them escaped.
 			for _, h := range hosts {
 				w := g.stdout
-				fmt.Fprintf(w, "%s: %s\n", h.Host, h.Root)
-				fmt.Fprintf(w, "  current     %s\n", orNone(h.Current))
-				fmt.Fprintf(w, "  rollback    %s\n", orNone(h.Rollback))
+				fmt.Fprintf(w, "%s: %s\n", printable(h.Host), printable(h.Root))
+				fmt.Fprintf(w, "  current     %s\n", orNone(printable(h.Current)))
+				fmt.Fprintf(w, "  rollback    %s\n", orNone(printable(h.Rollback)))
 				fmt.Fprintf(w, "  releases    %d\n", len(h.Releases))
 				switch {
 				case h.Lock == nil:
 					fmt.Fprintf(w, "  lock        free\n")
 				case h.LockStale:
-					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", h.Lock)
+					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", holderText(h.Lock))
 				default:
-					fmt.Fprintf(w, "  lock        held by %s\n", h.Lock)
+					fmt.Fprintf(w, "  lock        held by %s\n", holderText(h.Lock))
 				}
 				if len(h.Incomplete) > 0 {
-					fmt.Fprintf(w, "  incomplete  %s (removed by the next deploy or cleanup)\n", strings.Join(h.Incomplete, ", "))
+					fmt.Fprintf(w, "  incomplete  %s (removed by the next deploy or cleanup)\n", printable(strings.Join(h.Incomplete, ", ")))
 				}
 				if len(h.Unknown) > 0 {
-					fmt.Fprintf(w, "  unknown     %s (not deployed by ferry; left alone)\n", strings.Join(h.Unknown, ", "))
+					fmt.Fprintf(w, "  unknown     %s (not deployed by ferry; left alone)\n", printable(strings.Join(h.Unknown, ", ")))
 				}
 			}
 			return nil

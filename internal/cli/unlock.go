@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/spf13/cobra"
 
@@ -32,11 +34,12 @@ it. A lock whose run is still alive on this machine is kept unless --force is gi
 			if g.json {
 				return writeJSON(g, holders)
 			}
-			for name, h := range holders {
+			for _, name := range slices.Sorted(maps.Keys(holders)) {
+				h := holders[name]
 				if h == nil {
 					fmt.Fprintf(g.stderr, "ferry: %s: not locked\n", name)
 				} else {
-					fmt.Fprintf(g.stderr, "ferry: %s: removed the lock of %s\n", name, h)
+					fmt.Fprintf(g.stderr, "ferry: %s: removed the lock of %s\n", name, holderText(h))
 				}
 			}
 			return nil

@@ -23,7 +23,7 @@ import (
 // data living inside a release, nginx and PHP settings that serve stale code, an environment
 // change that needs a restart, and migrations that drop what running code still reads. It
 // changes nothing.
-func Check(ctx context.Context, cfg *config.Config, opts Options) ([]check.Finding, error) {
+func Check(ctx context.Context, cfg *config.Config, opts Options, verify bool) ([]check.Finding, error) {
 	var build *transfer.Manifest
 	if m, err := transfer.Scan(cfg.SourceDir(), cfg.Exclude, transfer.OpenHashCache(cfg.SourceDir())); err == nil {
 		build = m
@@ -35,7 +35,7 @@ func Check(ctx context.Context, cfg *config.Config, opts Options) ([]check.Findi
 	defer closeAll(targets)
 	var all []check.Finding
 	for _, t := range targets {
-		c := &checker{ctx: ctx, cfg: cfg, t: t, build: build}
+		c := &checker{ctx: ctx, cfg: cfg, t: t, build: build, verify: verify}
 		if err := c.run(); err != nil {
 			return all, fmt.Errorf("%s: %w", t.Name, err)
 		}
@@ -53,6 +53,8 @@ type checker struct {
 	probe *release.Probe
 	live  *transfer.Manifest // the live release's manifest, if any
 	found []check.Finding
+	// verify hashes every file of the live release on the host against its manifest.
+	verify bool
 }
 
 func (c *checker) add(sev check.Severity, code, what, fix string) {
@@ -82,6 +84,9 @@ func (c *checker) run() error {
 	}
 	c.layout()
 	c.userData()
+	if c.verify {
+		c.verifyLive()
+	}
 	c.sharedInBuild()
 	c.nginx()
 	c.opcache()
@@ -140,7 +145,7 @@ func (c *checker) layout() {
 func (c *checker) userData() {
 	r := c.t.Root
 	lv := c.probe.Live
-	if c.live == nil || len(lv.Changed) == 0 {
+	if c.live == nil || len(lv.Changed)+len(lv.Tampered) == 0 {
 		return
 	}
 	idx := c.live.Index()
@@ -185,6 +190,12 @@ func (c *checker) userData() {
 		dir := filepath.Dir(p)
 		extra[dir] = append(extra[dir], p)
 	}
+	// A file of the manifest whose ctime says it changed, though its mtime may not.
+	for _, p := range lv.Tampered {
+		if e := idx[p]; e != nil && e.Type == transfer.TypeFile && !slices.Contains(changed, p) {
+			changed = append(changed, p)
+		}
+	}
 	slices.Sort(changed)
 	for _, dir := range slices.Sorted(maps.Keys(extra)) {
 		files := extra[dir]
@@ -198,6 +209,44 @@ func (c *checker) userData() {
 		c.add(check.Warning, "release-modified",
 			fmt.Sprintf("%d file(s) of the live release %s changed after it was deployed (%s)", len(changed), lv.ID, strings.Join(changed[:min(3, len(changed))], ", ")),
 			"the next deploy ships the build's version; make the change in the build, or list the path under shared:")
+	}
+}
+
+// verifyLive hashes every file of the live release on the host (sha256sum -c) against the
+// hashes its manifest records: what no mtime or ctime can hide.
+func (c *checker) verifyLive() {
+	lv := c.probe.Live
+	if c.live == nil || lv == nil {
+		return
+	}
+	shared := c.cfg.SharedPaths()
+	var list strings.Builder
+	n := 0
+	for _, e := range c.live.Entries {
+		if e.Type != transfer.TypeFile || e.Hash == "" || strings.ContainsAny(e.Path, "\n\\") ||
+			slices.ContainsFunc(shared, func(s string) bool { return e.Path == s || strings.HasPrefix(e.Path, s+"/") }) {
+			continue
+		}
+		fmt.Fprintf(&list, "%s  ./%s\n", e.Hash, e.Path)
+		n++
+	}
+	script := "cd " + host.Quote(c.t.Root.ReleaseDir(lv.ID)) + " || exit 1\n" +
+		"sha256sum -c <<'FERRY_VERIFY_END' 2>&1 | grep -v ': OK$' || true\n" + list.String() + "FERRY_VERIFY_END\n"
+	out, err := c.sh(script)
+	if err != nil {
+		c.add(check.Warning, "verify", fmt.Sprintf("could not verify the live release %s: %v", lv.ID, err), "")
+		return
+	}
+	var bad []string
+	for line := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		if name, _, ok := strings.Cut(line, ": FAILED"); ok {
+			bad = append(bad, strings.TrimPrefix(name, "./"))
+		}
+	}
+	if len(bad) > 0 {
+		c.add(check.Error, "release-tampered",
+			fmt.Sprintf("%d of %d files of the live release %s differ from what was deployed (%s)", len(bad), n, lv.ID, strings.Join(bad[:min(3, len(bad))], ", ")),
+			"find out who changed them; the next deploy ships the build's version")
 	}
 }
 

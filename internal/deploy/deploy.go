@@ -335,6 +335,10 @@ func scan(cfg *config.Config, rep Reporter) (*transfer.Manifest, error) {
 	cache.Save()
 	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(start))
+	if secrets := transfer.Secrets(full, cfg.SharedPaths()); len(secrets) > 0 {
+		rep.Warn("local", fmt.Sprintf("%s that look like secrets will be in the release, readable by whoever reads the release (%s): list them under shared.files, or add them to exclude",
+			plural(len(secrets), "file"), strings.Join(secrets[:min(3, len(secrets))], ", ")))
+	}
 	return full, nil
 }
 

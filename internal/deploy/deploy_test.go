@@ -2,6 +2,8 @@ package deploy
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -489,6 +491,44 @@ func TestHooksSeeTheFerryEnvironment(t *testing.T) {
 	} {
 		if !slices.Contains(strings.Split(got, "\n"), want) {
 			t.Errorf("hook environment lacks %s:\n%s", want, got)
+		}
+	}
+}
+
+// .ferry/ is the deploy user's alone, the log keeps no hook output (a hook that printed a
+// database URL), and the hashes of shared files it keeps are keyed, so that a short secret
+// cannot be guessed from them.
+func TestStateKeepsNoSecrets(t *testing.T) {
+	s := newSite(t, "shared:\n  files: [.env]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test ! -f \"$FERRY_ROOT/../fail\"\n")
+	os.MkdirAll(filepath.Dir(s.root), 0o755)
+	os.WriteFile(filepath.Join(filepath.Dir(s.root), "url"), []byte("postgres://app:hunter2@db/app\n"), 0o600)
+	s.write(".env", "SECRET=1\n")
+	s.mustDeploy()
+	os.WriteFile(filepath.Join(filepath.Dir(s.root), "fail"), nil, 0o644)
+	if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("the failed hook's error does not show its output to the user: %v", err)
+	}
+	log, err := os.ReadFile(filepath.Join(s.root, ".ferry/log.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), "hunter2") {
+		t.Errorf("the log keeps the hook's output:\n%s", log)
+	}
+	plain := sha256.Sum256([]byte("SECRET=1\n"))
+	if strings.Contains(string(log), hex.EncodeToString(plain[:])) {
+		t.Errorf("the log keeps the plain SHA-256 of .env")
+	}
+	if !strings.Contains(string(log), `"shared":{".env":"`) {
+		t.Errorf("the log keeps no hash of .env to tell when it changed:\n%s", log)
+	}
+	for p, want := range map[string]os.FileMode{".ferry": 0o700, ".ferry/key": 0o600} {
+		fi, err := os.Stat(filepath.Join(s.root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", p, fi.Mode().Perm(), want)
 		}
 	}
 }

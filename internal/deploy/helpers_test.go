@@ -1,12 +1,14 @@
 package deploy
 
 import (
-	"github.com/ferry-deploy/ferry/internal/invariants"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-deploy/ferry/internal/invariants"
 )
 
 // waitFor polls cond until it holds or 20 seconds pass.
@@ -19,6 +21,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// waitSettled waits until ferry's background deletions in root are done (no .ferry/settling.*
+// marker is left), so that a test's directories can be removed.
+func waitSettled(t *testing.T, root string) {
+	waitFor(t, "background deletions in "+root, func() bool {
+		m, _ := filepath.Glob(filepath.Join(root, ".ferry", "settling.*"))
+		return len(m) == 0
+	})
 }
 
 func readPID(t *testing.T, p string) int {

@@ -69,6 +69,10 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		suspect[c] = true
 		changed[c] = true
 	}
+	tampered := map[string]bool{}
+	for _, c := range lv.Tampered {
+		suspect[c], changed[c], tampered[c] = true, true, true
+	}
 	for _, entries := range lv.Children {
 		for name, isDir := range entries {
 			if e := idx[name]; e == nil || (e.Type == transfer.TypeDir) != isDir {
@@ -91,7 +95,7 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	// One that cannot be told is sent again, without a warning.
 	var unsure []transfer.Entry
 	for _, e := range m.Entries {
-		if e.Type == transfer.TypeFile && changed[e.Path] && e.MTime > lv.Stamp {
+		if e.Type == transfer.TypeFile && changed[e.Path] && !tampered[e.Path] && e.MTime > lv.Stamp {
 			unsure = append(unsure, e)
 		}
 	}

@@ -1,10 +1,16 @@
 package deploy
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-deploy/ferry/internal/check"
 )
 
 // What people, hooks and apps do to the live release must never leak into the next one, whose
@@ -15,6 +21,7 @@ func TestWritesIntoTheLiveReleaseDoNotReachTheNext(t *testing.T) {
 		name    string
 		sshBB   bool // over SSH to a BusyBox host; else over SSH to GNU when ssh is set
 		ssh     bool
+		gnuOnly bool // needs GNU find on the host
 		extra   string
 		prepare func(s *site)
 		tamper  func(t *testing.T, s *site, live string)
@@ -78,8 +85,34 @@ func TestWritesIntoTheLiveReleaseDoNotReachTheNext(t *testing.T) {
 				}
 			},
 		},
+		{
+			// Found by the file's ctime, which cannot be set back; BusyBox's find has no
+			// -cnewer, so on a BusyBox host only 'ferry check --verify' finds it.
+			name:    "a same-size edit with its mtime set back is not carried",
+			gnuOnly: true,
+			tamper: func(t *testing.T, s *site, live string) {
+				p := filepath.Join(live, "public/app.js")
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				os.WriteFile(p, []byte("console.log(6)"), 0o644)
+				os.Chtimes(p, fi.ModTime(), fi.ModTime())
+			},
+			check: func(t *testing.T, s *site, next string) {
+				if got := s.read("releases/" + next + "/public/app.js"); got != "console.log(1)" {
+					t.Errorf("public/app.js = %q: the edit was carried into the next release", got)
+				}
+				if !s.rep.warned("public/app.js") {
+					t.Errorf("no warning names the edited file; warnings %q", s.rep.warnings)
+				}
+			},
+		},
 	} {
 		for _, where := range []string{"local", "ssh-gnu", "ssh-busybox"} {
+			if tc.gnuOnly && where == "ssh-busybox" {
+				continue
+			}
 			t.Run(where+"/"+tc.name, func(t *testing.T) {
 				var s *site
 				if where == "local" {
@@ -148,4 +181,90 @@ func matchCurrent(s *site) error {
 		return err
 	}
 	return nil
+}
+
+// Deleting old releases changes the ctime of the live files they share inodes with; deploys
+// back to back, each deleting one, must still take those files for unchanged (ferry did it), and
+// send only what changed, locally and over SSH.
+func TestBackToBackDeploysWithCleanupSendOnlyWhatChanged(t *testing.T) {
+	for _, where := range []string{"local", "ssh-gnu"} {
+		t.Run(where, func(t *testing.T) {
+			var s *site
+			if where == "local" {
+				s = newSite(t, "keep_releases: 1\n")
+			} else {
+				s, _ = sshSite(t, false, "keep_releases: 1\n")
+			}
+			s.writeMany(300)
+			s.mustDeploy()
+			for i := range 4 {
+				s.write("public/index.html", fmt.Sprint("v", i))
+				res, err := s.deploy()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st := res.Hosts[0].Stats; st.Sent != 1 {
+					t.Errorf("deploy %d sent %d files, want 1 (%+v)", i, st.Sent, st)
+				}
+			}
+			// A deletion still running in the background (its marker is there) may yet change
+			// ctimes: the next deploy does not mistake that for an edit.
+			s.releaseDirs() // the deletions before are done
+			marker := filepath.Join(s.root, ".ferry", "settling.test")
+			os.WriteFile(marker, nil, 0o644)
+			os.Chmod(filepath.Join(s.root, "current", "public/d001/f00100.txt"), 0o644) // a new ctime
+			s.write("public/index.html", "last")
+			res, err := s.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := res.Hosts[0].Stats; st.Sent != 1 {
+				t.Errorf("deploy during a background deletion sent %d files, want 1 (%+v)", st.Sent, st)
+			}
+			if len(s.rep.warnings) > 0 {
+				t.Errorf("warnings: %q", s.rep.warnings)
+			}
+		})
+	}
+}
+
+// 'ferry check' finds a same-size edit of a live file whose mtime was set back, by its ctime
+// (GNU hosts); 'ferry check --verify' hashes the live release and finds it on any host.
+func TestCheckFindsAnEditWithItsMTimeSetBack(t *testing.T) {
+	for _, where := range []string{"local", "ssh-gnu", "ssh-busybox"} {
+		t.Run(where, func(t *testing.T) {
+			var s *site
+			if where == "local" {
+				s = newSite(t, "")
+			} else {
+				s, _ = sshSite(t, where == "ssh-busybox", "")
+			}
+			s.mustDeploy()
+			if fs, err := Check(context.Background(), s.cfg, s.opts, true); err != nil || slices.ContainsFunc(fs, func(f check.Finding) bool { return f.Code == "release-tampered" }) {
+				t.Fatalf("check --verify of an untouched release: %v, %v", fs, err)
+			}
+			p := filepath.Join(s.root, "current", "public/app.js")
+			fi, err := os.Stat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(p, []byte("console.log(6)"), 0o644)
+			os.Chtimes(p, fi.ModTime(), fi.ModTime())
+			finds := func(verify bool, code string) bool {
+				fs, err := Check(context.Background(), s.cfg, s.opts, verify)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return slices.ContainsFunc(fs, func(f check.Finding) bool {
+					return f.Code == code && strings.Contains(f.What, "public/app.js")
+				})
+			}
+			if where != "ssh-busybox" && !finds(false, "release-modified") {
+				t.Error("check did not find the edit")
+			}
+			if !finds(true, "release-tampered") {
+				t.Error("check --verify did not find the edit")
+			}
+		})
+	}
 }

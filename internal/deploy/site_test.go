@@ -36,6 +36,7 @@ func newSite(t *testing.T, extra string) *site {
 	t.Helper()
 	dir := t.TempDir()
 	s := &site{t: t, root: filepath.Join(dir, "srv"), src: filepath.Join(dir, "build"), rep: &recorder{}}
+	t.Cleanup(func() { waitSettled(t, s.root) })
 	s.opts.CacheDir = filepath.Join(dir, "cache")
 	s.write("public/index.html", "hello")
 	s.write("public/app.js", "console.log(1)")
@@ -119,14 +120,28 @@ func (s *site) read(rel string) string {
 // releaseDirs lists releases/ on disk.
 func (s *site) releaseDirs() []string {
 	s.t.Helper()
-	entries, err := os.ReadDir(filepath.Join(s.root, "releases"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	return releasesIn(s.t, s.root)
+}
+
+// releasesIn lists releases/ of root as a user would, once ferry's background deletions there
+// (releases/.ferry-trash-*) are done.
+func releasesIn(t *testing.T, root string) []string {
+	t.Helper()
 	var out []string
-	for _, e := range entries {
-		out = append(out, e.Name())
-	}
+	waitFor(t, "releases being deleted in the background to go", func() bool {
+		entries, err := os.ReadDir(filepath.Join(root, "releases"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = out[:0]
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".ferry-trash-") {
+				return false
+			}
+			out = append(out, e.Name())
+		}
+		return true
+	})
 	return out
 }
 

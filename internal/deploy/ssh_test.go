@@ -36,6 +36,11 @@ func newFleet(t *testing.T, n int, extra string) *fleet {
 	var hosts strings.Builder
 	hosts.WriteString("hosts:\n")
 	dir := t.TempDir()
+	t.Cleanup(func() {
+		for _, root := range f.roots {
+			waitSettled(t, root)
+		}
+	})
 	for i := range n {
 		s := webtest.StartSSHD(t, client, false)
 		f.servers = append(f.servers, s)
@@ -214,9 +219,8 @@ func TestSSHHostStoppedBeforeActivationChangesNoHost(t *testing.T) {
 		t.Fatalf("currents (-want +got):\n%s", diff)
 	}
 	for _, root := range f.roots[:2] {
-		entries, _ := os.ReadDir(filepath.Join(root, "releases"))
-		if len(entries) != 1 {
-			t.Errorf("%s: partial release left: %d releases", filepath.Base(root), len(entries))
+		if rels := releasesIn(t, root); len(rels) != 1 {
+			t.Errorf("%s: partial release left: %q", filepath.Base(root), rels)
 		}
 		for _, err := range invariants.Check(root, invariants.Options{Settled: true}) {
 			t.Errorf("%s: %v", filepath.Base(root), err)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,4 +189,39 @@ func (s *site) files(rel string) []string {
 		return nil
 	})
 	return out
+}
+
+// Over SSH, as on this machine, a release gets the build's permissions masked by the deploying
+// user's umask, and never setuid, setgid or sticky bits: on GNU and BusyBox hosts alike.
+func TestSSHModesFollowTheBuildAndTheUmask(t *testing.T) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var umask os.FileMode
+	for line := range strings.SplitSeq(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			umask = os.FileMode(n)
+		}
+	}
+	for _, busybox := range []bool{false, true} {
+		t.Run(fmt.Sprint("busybox=", busybox), func(t *testing.T) {
+			s, _ := sshSite(t, busybox, "")
+			s.write("bin/tool", "#!/bin/sh\n")
+			os.Chmod(filepath.Join(s.src, "bin/tool"), 0o755|os.ModeSetuid|os.ModeSetgid)
+			os.Chmod(filepath.Join(s.src, "bin"), 0o777|os.ModeSticky)
+			os.Chmod(filepath.Join(s.src, "public/index.html"), 0o666)
+			s.mustDeploy()
+			for p, want := range map[string]os.FileMode{"bin/tool": 0o755, "bin": 0o777, "public/index.html": 0o666} {
+				fi, err := os.Stat(filepath.Join(s.root, "current", p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky); got != want&^umask {
+					t.Errorf("%s: mode %v, want %v", p, got, want&^umask)
+				}
+			}
+		})
+	}
 }

@@ -51,17 +51,20 @@ func (r *Root) removeScript(s *script, id, reason string) {
 // emptyTrash deletes what the script moved to the trash, in the background: deleting a release
 // of thousands of files is work for the disk, not for the deploy, and what is left (a killed run,
 // a file ferry may not delete) is deleted by the next run's probe, which warns about it.
+//
+// Deleting a release changes the inodes it shares with the live one (their link count, so their
+// ctime): while it runs a marker says so, and when it is done the settled stamp is renewed.
 func (s *script) emptyTrash() {
 	if len(s.trash) == 0 {
 		return
 	}
 	var b strings.Builder
-	b.WriteString(`( for t in`)
+	b.WriteString(`M="$R/.ferry/` + settlingPrefix + randomSuffix() + `"; : >"$M"; ( for t in`)
 	for _, t := range s.trash {
 		b.WriteString(" " + q(t))
 	}
 	// Only directories are made writable: files are hard links shared with live releases.
-	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} +; rm -rf "$t"; }; done ) </dev/null >/dev/null 2>&1 &`)
+	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} +; rm -rf "$t"; }; done; touch -c "$R/.ferry/settled"; rm -f "$M" ) </dev/null >/dev/null 2>&1 &`)
 	s.line(b.String())
 	s.trash = nil
 }

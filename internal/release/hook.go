@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,6 +32,17 @@ func (e *HookError) Error() string {
 }
 
 func (e *HookError) Unwrap() error { return e.Err }
+
+// forLog is err as the log keeps it: without a failed hook's output, which went to the terminal
+// and may hold what the log must not (a hook that printed a database URL).
+func forLog(err error) string {
+	msg := err.Error()
+	var he *HookError
+	if errors.As(err, &he) {
+		msg = strings.Replace(msg, he.Error(), fmt.Sprintf("hook %q: %v (its output is not logged)", he.Script, he.Err), 1)
+	}
+	return msg
+}
 
 // RunHook runs hook in release id with env, streaming its output to out and keeping the tail of
 // it for the error.

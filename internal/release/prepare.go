@@ -105,6 +105,7 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	}
 	r.manifestScript(after, u)
 	after.line(`durable "$N"`)
+	after.settled()
 	var sw *Swap
 	if u.Complete {
 		after.event(Event{Type: EventComplete, Release: u.ID, Manifest: u.ManifestSum})
@@ -215,7 +216,7 @@ func (r *Root) Complete(ctx context.Context, id, manifestSum string, sharedFiles
 // unlock) runs in the same request.
 func (r *Root) Fail(ctx context.Context, id string, cause error, keep bool, w *Wrapup) (*Done, error) {
 	s := r.newScript()
-	s.event(Event{Type: EventFailed, Release: id, Error: cause.Error()})
+	s.event(Event{Type: EventFailed, Release: id, Error: forLog(cause)})
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ]; then rm -f "$f"; fi; done`)
 	if !keep {
 		r.removeScript(s, id, "failed")

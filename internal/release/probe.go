@@ -75,6 +75,9 @@ type Live struct {
 	// Changed lists the paths of the release (files, links and directories) modified since its
 	// manifest was written: files edited in place, or written by hooks and the app.
 	Changed []string
+	// Tampered lists files whose content may have changed though their mtime says not: their
+	// ctime is newer than anything ferry did to them.
+	Tampered []string
 	// Stamp is the mtime of the manifest, in Unix seconds: a file whose recorded mtime is newer
 	// may be listed in Changed only because the build wrote it in that second.
 	Stamp int64
@@ -120,6 +123,11 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests"; do`)
 	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; replace it with a directory"; fi`)
 	s.line(`done`)
+	if o.Lock != nil || o.Create {
+		// .ferry is the deploy user's alone: the lock, the log with its hashes, and the key.
+		s.line(`chmod 700 "$R/.ferry" 2>/dev/null`)
+		s.line(`[ -s "$R/.ferry/key" ] || [ -L "$R/.ferry/key" ] || (umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$R/.ferry/key")`)
+	}
 	s.line(`if [ -e "$R/current" ] && [ ! -L "$R/current" ]; then sec notlink; if [ -d "$R/current" ]; then echo directory; else echo file; fi`)
 	if o.Lock != nil {
 		s.line(`  exit 0`)
@@ -173,6 +181,13 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`  cd "$R/releases/$id" || die "cannot read release $id"`)
 		s.line(`  sec changed; find . -newer "$m" ! -type d -print0 2>/dev/null`)
 		s.line(`  sec changeddirs; find . -newer "$m" -type d -print0 2>/dev/null`)
+		// Files whose ctime is newer than the settled stamp: changed since ferry last touched
+		// their inodes, even with the mtime set back (touch -r). Only where find has -cnewer
+		// (GNU), and only when no deletion of ferry's may have changed ctimes since.
+		s.line(`  S="$R/.ferry/settled"`)
+		s.line(`  if [ -z "$churn" ] && [ -f "$S" ] && ! ls "$R"/.ferry/` + settlingPrefix + `* >/dev/null 2>&1 && find "$S" -maxdepth 0 -cnewer "$S" >/dev/null 2>&1; then`)
+		s.line(`    sec tampered; find . ! -type d -cnewer "$S" -print0 2>/dev/null`)
+		s.line(`  fi`)
 		s.line(`  sec children; { printf '.\000'; find . -newer "$m" -type d ! -path . -print0 2>/dev/null; } | xargs -0 -r sh -c 'for d; do printf "%s\001" "$d"; find "$d" -mindepth 1 -maxdepth 1 -type d -exec printf "d%s\000" {} + 2>/dev/null; find "$d" -mindepth 1 -maxdepth 1 ! -type d -exec printf "f%s\000" {} + 2>/dev/null; printf "\002"; done' sh`)
 		s.line(`  cd "$R"`)
 		if o.Copy && o.Lock != nil {
@@ -302,6 +317,11 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 				lv.Changed = append(lv.Changed, c)
 			}
 		}
+		for _, c := range fields(secs["tampered"]) {
+			if c = strings.TrimPrefix(c, "./"); c != "." && c != "" {
+				lv.Tampered = append(lv.Tampered, c)
+			}
+		}
 		p.Live = lv
 	}
 	if v, ok := secs["shared"]; ok {
@@ -336,11 +356,12 @@ func (r *Root) recoverScript(s *script) {
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
-	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
+	// So does a background deletion (settling.*), and one left by a reboot is old.
+	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' -o -name '` + settlingPrefix + `*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
 	// .ferry/trash is where older versions of ferry put releases being deleted.
 	s.line(`for t in "$R"/releases/` + nextPrefix + `* "$R"/releases/` + trashPrefix + `* "$R"/.ferry/trash; do`)
 	s.line(`  [ -e "$t" ] && [ ! -L "$t" ] || continue`)
-	s.line(`  rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} + 2>/dev/null; rm -rf "$t" 2>/dev/null; } ||`)
+	s.line(`  churn=1; rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} + 2>/dev/null; rm -rf "$t" 2>/dev/null; } ||`)
 	s.line(`    { sec warn; note "could not delete $t (a file ferry may not delete, or a mount point): remove it by hand"; }`)
 	s.line(`done`)
 }

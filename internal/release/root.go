@@ -117,6 +117,15 @@ func (s *script) event(ev Event) {
 	s.line(`ev ` + q(string(line)))
 }
 
+// settled renews the stamp that tells a live file changed behind ferry's back from one whose
+// ctime ferry's own hard links changed: ferry writes it once it has made or removed links to
+// the live release's inodes, so a live file with a newer ctime was changed by someone else
+// (even with its mtime set back).
+func (s *script) settled() { s.line(`touch "$R/.ferry/settled"`) }
+
+// settlingPrefix names the markers of background deletions still running (see emptyTrash).
+const settlingPrefix = "settling."
+
 // run runs the script on the host and splits what note printed into fields.
 func (s *script) run(ctx context.Context) ([]string, error) {
 	out, err := s.r.Host.Script(ctx, s.String())

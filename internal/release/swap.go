@@ -52,9 +52,12 @@ func (r *Root) prepareSwap(ctx context.Context, ev Event, sharedFiles []string) 
 func (sw *Swap) Shared() map[string]string { return sw.ev.Shared }
 
 // hashNotes reports the SHA-256 of each shared file that exists: "hash", file, sum.
+//
+// The hash is keyed with .ferry/key, a random key only the deploy user can read, so that the
+// log's hashes of a short secret (.env) cannot be tried against guesses.
 func hashNotes(s *script, files []string) {
 	for _, f := range files {
-		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$(sha256sum <"$R/shared/"` + q(f) + `) && note hash ` + q(f) + ` "${h%% *}"; fi`)
+		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$({ cat "$R/.ferry/key" 2>/dev/null; cat "$R/shared/"` + q(f) + `; } | sha256sum) && note hash ` + q(f) + ` "${h%% *}"; fi`)
 	}
 }
 

@@ -156,7 +156,8 @@ func extract(ctx context.Context, dir string, r io.Reader) error {
 			if err != nil {
 				return err
 			}
-			mode := fs.FileMode(hdr.Mode).Perm() | fs.FileMode(hdr.Mode)&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)
+			// Permission bits only: setuid, setgid and sticky are never deployed.
+			mode := fs.FileMode(hdr.Mode).Perm()
 			switch hdr.Typeflag {
 			case tar.TypeDir:
 				if err := os.Mkdir(target, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {

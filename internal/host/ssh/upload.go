@@ -41,7 +41,9 @@ func (h *SSH) Unpack(ctx context.Context, dir string, r io.Reader, before, after
 	}
 	script := before + "\n" +
 		// tar's warnings (a build's future mtimes) stay out of after's answer unless it fails.
-		"gzip -dc | tar -x -o -f - -C " + host.Quote(dir) + " 2>\"$f.err\" || { cat \"$f.err\"; echo 'unpacking the upload failed'; exit 1; }; rm -f \"$f.err\"\n" +
+		// The stream's modes are final (the deploying side masked them): no umask here, so a
+		// non-root GNU tar writes them as they are, as BusyBox's and root's do.
+		"(umask 0; gzip -dc | tar -x -o -f - -C " + host.Quote(dir) + ") 2>\"$f.err\" || { cat \"$f.err\"; echo 'unpacking the upload failed'; exit 1; }; rm -f \"$f.err\"\n" +
 		after + "\n" + mark + "\n"
 	src := &errReader{r: r}
 	sent := make(chan error, 1)
