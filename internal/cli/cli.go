@@ -158,11 +158,6 @@ func printError(w io.Writer, err error) {
 	msg = strings.TrimSuffix(msg, ": "+errUsage.Error())
 	msg = strings.TrimSuffix(msg, ": "+config.ErrConfig.Error())
 	msg = strings.TrimSuffix(msg, ": "+deploy.ErrNothingToDo.Error())
-	// The holder of a lock is what the host's lock file says.
-	var le *release.LockedError
-	if errors.As(err, &le) && le.Holder != nil {
-		msg = strings.ReplaceAll(msg, le.Holder.String(), holderText(le.Holder))
-	}
 	fmt.Fprintf(w, "ferry: error: %s\n", msg)
 	if hint := hintFor(err); hint != "" {
 		fmt.Fprintf(w, "ferry: hint: %s\n", hint)

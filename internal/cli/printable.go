@@ -5,8 +5,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/ferry-deploy/ferry/internal/release"
 )
 
 // printable returns s with every character a terminal would act on escaped the way Go quotes
@@ -47,12 +45,4 @@ func escape(s, keep string) string {
 		s = s[size:]
 	}
 	return b.String()
-}
-
-// holderText is a lock holder for people, as release.Holder's String, with every field that
-// the lock file supplies made printable.
-func holderText(h *release.Holder) string {
-	c := *h
-	c.User, c.Host, c.Command = printable(c.User), printable(c.Host), printable(c.Command)
-	return c.String()
 }

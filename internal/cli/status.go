@@ -27,9 +27,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 				case h.Lock == nil:
 					fmt.Fprintf(w, "  lock        free\n")
 				case h.LockStale:
-					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", holderText(h.Lock))
+					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", h.Lock)
 				default:
-					fmt.Fprintf(w, "  lock        held by %s\n", holderText(h.Lock))
+					fmt.Fprintf(w, "  lock        held by %s\n", h.Lock)
 				}
 				if len(h.Incomplete) > 0 {
 					fmt.Fprintf(w, "  incomplete  %s (removed by the next deploy or cleanup)\n", printable(strings.Join(h.Incomplete, ", ")))

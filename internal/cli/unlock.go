@@ -39,7 +39,7 @@ it. A lock whose run is still alive on this machine is kept unless --force is gi
 				if h == nil {
 					fmt.Fprintf(g.stderr, "ferry: %s: not locked\n", name)
 				} else {
-					fmt.Fprintf(g.stderr, "ferry: %s: removed the lock of %s\n", name, holderText(h))
+					fmt.Fprintf(g.stderr, "ferry: %s: removed the lock of %s\n", name, h)
 				}
 			}
 			return nil

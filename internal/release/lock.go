@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // ErrLocked is wrapped by every error that reports a root held by another run.
@@ -34,8 +36,21 @@ type Holder struct {
 	Start   uint64    `json:"start,omitempty"`   // the process's start, in clock ticks since boot
 }
 
+// String describes the holder in one line. The lock file is written by whoever can write the
+// root: a field with a control character (a newline that would forge a line of output, an
+// escape sequence for the terminal) is shown escaped.
 func (h Holder) String() string {
-	return fmt.Sprintf("%s@%s (pid %d, '%s', since %s)", h.User, h.Host, h.PID, h.Command, h.Time.Local().Format(time.DateTime))
+	return fmt.Sprintf("%s@%s (pid %d, '%s', since %s)", printable(h.User), printable(h.Host), h.PID, printable(h.Command), h.Time.Local().Format(time.DateTime))
+}
+
+// printable is s, or s escaped as a Go string without its quotes when it holds a character that
+// is not graphic.
+func printable(s string) string {
+	if strings.IndexFunc(s, func(r rune) bool { return !unicode.IsGraphic(r) }) < 0 && utf8.ValidString(s) {
+		return s
+	}
+	q := strconv.QuoteToGraphic(s)
+	return q[1 : len(q)-1]
 }
 
 // LockedError names the holder of a lock that could not be taken.
