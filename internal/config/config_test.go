@@ -1,10 +1,20 @@
 package config
 
 import (
+	"bytes"
 	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -25,8 +35,8 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		{"shared nested", "root: /srv\nsource: .\nshared:\n  dirs: [storage, storage/logs]\n", `lies inside shared path "storage"`},
 		{"shared twice", "root: /srv\nsource: .\nshared:\n  files: [.env]\n  dirs: [./.env]\n", `listed twice`},
 		{"bad reuse", "root: /srv\nsource: .\nreuse: symlink\n", "ferry.yaml:3:8: reuse must be link, copy or none"},
-		{"bad duration", "root: /srv\nsource: .\nhooks:\n  before_activate:\n    - run: x\n      timeout: 5 minutes\n", `ferry.yaml:6:16: "5 minutes" is not a duration`},
-		{"hook without run", "root: /srv\nsource: .\nhooks:\n  before_activate:\n    - once: true\n", "ferry.yaml:5:11: hook needs run"},
+		{"bad duration", "root: /srv\nsource: .\nhooks:\n  before_activate:\n    - run: x\n      timeout: 5 minutes\n", `ferry.yaml:6:16: hooks.before_activate[0].timeout: "5 minutes" is not a duration`},
+		{"hook without run", "root: /srv\nsource: .\nhooks:\n  before_activate:\n    - once: true\n", "ferry.yaml:5:7: hook needs run"},
 		{"host typo", "root: /srv\nsource: .\nhosts:\n  - lcoal\n", `ferry.yaml:4:5: host "lcoal"`},
 		{"host unknown key", "root: /srv\nsource: .\nhosts:\n  - ssh: web1\n    rolez: [web]\n", `ferry.yaml:5:5: unknown field "rolez"`},
 		{"duplicate key", "root: /srv\nsource: .\nroot: /x\n", `ferry.yaml:3:1: mapping key "root" already defined`},
@@ -108,6 +118,12 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("root: /srv\nsource: .\nkeep_releases: 3\nshared:\n  dirs: [a/b]\n"))
 	f.Add([]byte("root: /srv\nsource: .\nhosts:\n  - local\n  - ssh: a@b:22\n"))
 	f.Add([]byte("root: [\n"))
+	hostile, _ := filepath.Glob(filepath.Join("testdata", "hostile", "*.yaml"))
+	for _, file := range hostile {
+		if data, err := os.ReadFile(file); err == nil && len(data) < 4<<10 {
+			f.Add(data)
+		}
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("ferry.yaml", data)
 		if err != nil {
@@ -122,8 +138,260 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("accepted shared path %q", p)
 			}
 		}
-		if c.Keep() < 1 || !strings.HasPrefix(c.Root, "/") {
+		if c.Keep() < 1 || !strings.HasPrefix(c.Root, "/") || path.Clean(c.Root) == "/" || slices.Contains(strings.Split(c.Root, "/"), "..") || strings.ContainsFunc(c.Root, unicode.IsControl) {
 			t.Fatalf("accepted keep %d root %q", c.Keep(), c.Root)
 		}
 	})
 }
+
+var update = flag.Bool("update", false, "rewrite the .want files of testdata/hostile from what Load returns")
+
+// Bounds on loading any file, however hostile.
+const (
+	loadTimeLimit  = 5 * time.Second // generous: the slowest case takes milliseconds, even with -race
+	loadAllocLimit = 256 << 20       // bytes allocated by one load
+)
+
+var position = regexp.MustCompile(`^[0-9]+:[0-9]+: `)
+
+// TestLoadRefusesHostileFiles loads every file of testdata/hostile. Each is a ferry.yaml that
+// tries one thing a config must not get away with, says what in its first line, and has a .want
+// file with what the error must say after the file's name: the line and column, then the
+// message. Each must be refused with an ErrConfig, quickly, within bounded memory, and without a
+// panic. Run with -update to rewrite the .want files, and review the diff.
+func TestLoadRefusesHostileFiles(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "hostile", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 40 {
+		t.Fatalf("only %d hostile files", len(files))
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.HasPrefix(data, []byte("# Tries: ")) {
+				t.Errorf("%s does not start with a comment saying what it tries (# Tries: …)", file)
+			}
+			err = loadBounded(t, file)
+			wantFile := strings.TrimSuffix(file, ".yaml") + ".want"
+			if *update {
+				msg := strings.TrimPrefix(err.Error(), file+":")
+				if err := os.WriteFile(wantFile, []byte(msg+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, rerr := os.ReadFile(wantFile)
+			if rerr != nil {
+				t.Fatal(rerr)
+			}
+			w := strings.TrimSuffix(string(want), "\n")
+			if !position.MatchString(w) {
+				t.Fatalf("%s must start with line:column: %q", wantFile, w)
+			}
+			if !strings.Contains(err.Error(), file+":"+w) {
+				t.Errorf("err = %v\nwant it to contain %q", err, file+":"+w)
+			}
+		})
+	}
+}
+
+// TestLoadRefusesHugeInput covers hostile files too large to keep in testdata.
+func TestLoadRefusesHugeInput(t *testing.T) {
+	head := "root: /srv/www/example.com\nsource: ./build\n"
+	// Host i merges host i-1 twenty times over: host 29 stands for 20^29 mappings.
+	bomb := head + "hosts:\n  - &a0 {ssh: a}\n"
+	for i := 1; i < 30; i++ {
+		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 20), ", ")
+		bomb += fmt.Sprintf("  - &a%d {<<: [%s], name: n%d}\n", i, refs, i)
+	}
+	for _, tc := range []struct {
+		name, data, want string
+	}{
+		{"empty", "", "1:1: the file is empty"},
+		{"larger than 1 MiB", head + "app: " + strings.Repeat("a", 2<<20) + "\n", fmt.Sprintf("3:%d: the file is larger than 1 MiB", maxFileSize-len(head)+1)},
+		{"brackets 100,000 deep", head + "exclude: " + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + "\n", "3:42: brackets nested more than 32 deep"},
+		{"lists 100,000 deep", head + "exclude:\n" + strings.Repeat("- ", 100_000) + "x\n", "4:1001: nested or indented too deeply"},
+		{"keys 100,000 deep", head + "exclude:\n" + strings.Repeat("? ", 100_000) + "x\n", "4:1001: nested or indented too deeply"},
+		{"braces 100,000 deep", head + "exclude: " + strings.Repeat("{a: ", 100_000) + strings.Repeat("}", 100_000) + "\n", "3:"},
+		{"bomb 20^29", bomb, "7:14: aliases make the file stand for far more values than it holds"},
+		{"NUL bytes only", strings.Repeat("\x00", 1<<20), "1:1: the control character U+0000"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			file := filepath.Join(t.TempDir(), "ferry.yaml")
+			if err := os.WriteFile(file, []byte(tc.data), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := loadBounded(t, file)
+			if !strings.Contains(err.Error(), file+":"+tc.want) {
+				t.Errorf("err = %.300v\nwant it to contain %q", err, file+":"+tc.want)
+			}
+		})
+	}
+}
+
+// loadBounded loads file and returns its error, failing the test unless that is a config error
+// that came within loadTimeLimit, allocating at most loadAllocLimit, without a panic.
+func loadBounded(t *testing.T, file string) error {
+	t.Helper()
+	type result struct {
+		err      error
+		panicked any
+	}
+	done := make(chan result, 1)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	go func() {
+		defer func() {
+			if p := recover(); p != nil {
+				done <- result{panicked: p}
+			}
+		}()
+		_, err := Load(file)
+		done <- result{err: err}
+	}()
+	var r result
+	select {
+	case r = <-done:
+	case <-time.After(loadTimeLimit):
+		t.Fatalf("Load(%s) still running after %v", file, loadTimeLimit)
+	}
+	if r.panicked != nil {
+		t.Fatalf("Load(%s) panicked: %v", file, r.panicked)
+	}
+	runtime.ReadMemStats(&after)
+	if n := after.TotalAlloc - before.TotalAlloc; n > loadAllocLimit {
+		t.Errorf("Load(%s) allocated %d MiB", file, n>>20)
+	}
+	if r.err == nil {
+		t.Fatalf("Load(%s) accepted it", file)
+	}
+	if !errors.Is(r.err, ErrConfig) {
+		t.Fatalf("err %v is not an ErrConfig", r.err)
+	}
+	if strings.Contains(r.err.Error(), "the parser failed") {
+		t.Fatalf("the YAML parser panicked: %v", r.err)
+	}
+	return r.err
+}
+
+// TestParseAccepts guards against refusing too much: each of these is a legitimate ferry.yaml.
+func TestParseAccepts(t *testing.T) {
+	head := "root: /srv/www/example.com\nsource: ./build\n"
+	for _, tc := range []struct {
+		name, yaml string
+		check      func(*Config) any // what to compare with want
+		want       any
+	}{
+		{name: "init template", yaml: initTemplate},
+		{name: "byte order mark", yaml: "\ufeff" + head},
+		{name: "CRLF line ends", yaml: strings.ReplaceAll(head+"hooks:\n  before_activate:\n    - run: |\n        echo a\n        echo b\n", "\n", "\r\n"),
+			check: func(c *Config) any { return c.Hooks.BeforeActivate[0].Run }, want: "echo a\necho b\n"},
+		{name: "tab after a colon", yaml: "root:\t/srv/www/example.com\nsource: ./build\n"},
+		{name: "document markers", yaml: "---\n" + head + "...\n---\n"},
+		{name: "quoted and tagged text", yaml: head + "app: !!str 2024\nhooks:\n  before_activate:\n    - run: 'true'\n",
+			check: func(c *Config) any { return []string{c.App, c.Hooks.BeforeActivate[0].Run} }, want: []string{"2024", "true"}},
+		{name: "unicode", yaml: head + "app: café.example.com\n", check: func(c *Config) any { return c.App }, want: "café.example.com"},
+		{name: "null sections", yaml: head + "shared:\nhosts:\nhealth: ~\nhooks:\n  after_activate:\n",
+			check: func(c *Config) any { return []any{c.Hosts, c.Health == nil} }, want: []any{[]Host{{Local: true}}, true}},
+		{name: "aliases and merge keys", yaml: "root: &root /srv/www/example.com\nsource: ./build\nhosts:\n" +
+			"  - &web {ssh: deploy@web1, roles: [web]}\n  - <<: *web\n    ssh: deploy@web2\n  - {<<: [{ssh: a, roles: [first]}, {ssh: b, root: /var/www}], name: web3}\n  - {ssh: web4, root: *root}\n",
+			check: func(c *Config) any { return c.Hosts },
+			want: []Host{{SSH: "deploy@web1", Roles: []string{"web"}}, {SSH: "deploy@web2", Roles: []string{"web"}},
+				{SSH: "a", Roles: []string{"first"}, Root: "/var/www", Name: "web3"}, {SSH: "web4", Root: "/srv/www/example.com"}}},
+		{name: "gitignore patterns", yaml: head + `exclude: ["!keep.log", "**/*.log", /tmp/, "[!a-z]*", "[[:digit:]]*", "[a-]", '\#notes', 'a\ ', "[]]"]` + "\n"},
+		{name: "ssh specs", yaml: head + "hosts:\n  - ssh: deploy@web1.example.com:2222\n  - ssh: '[::1]:22'\n  - ssh: web2\n  - ssh: user@host@bastion\n"},
+		{name: "a long hook", yaml: head + "hooks:\n  before_activate:\n    - run: |\n" + strings.Repeat("        echo "+strings.Repeat("x", 100)+"\n", 40)},
+		{name: "everything", yaml: `app: example.com
+root: /srv/www/example.com
+build: {command: "npm ci && npm run build", output: dist}
+exclude: [.git, "**/*.log"]
+keep_releases: 0x10
+shared:
+  files: [.env, config/secrets.yml]
+  dirs: [public/uploads, storage]
+reuse: copy
+assets: [public/build]
+hosts:
+  - local
+  - ssh: deploy@web1.example.com:22
+    roles: [web, migrate]
+    name: web1
+hooks:
+  before_activate:
+    - run: php artisan migrate --force
+      once: true
+      timeout: 5m
+  after_activate: []
+services:
+  - name: php-fpm
+    reload: kill -USR2 $(cat /run/php/php8.2-fpm.pid)
+    restart: systemctl restart php8.2-fpm
+health:
+  url: https://127.0.0.1:8443/healthz
+  expect_status: 204
+  contains: "{{release}}"
+  timeout: 30s
+  interval: 500ms
+hook_timeout: 10m
+check:
+  nginx: sudo nginx -T
+  migrations: [database/migrations/]
+`, check: func(c *Config) any { return c.Keep() }, want: 16},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Parse("ferry.yaml", []byte(tc.yaml))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.check != nil {
+				if diff := cmp.Diff(tc.want, tc.check(c)); diff != "" {
+					t.Errorf("(-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// initTemplate is a copy of the one 'ferry init' writes (package cli), which must load.
+const initTemplate = `# ferry.yaml: what to ship and where. Every key is listed; the commented ones are optional.
+app: example.com
+root: /srv/www/example.com     # on each host: releases/, shared/, current and .ferry/ live here
+source: ./build                # the directory to ship
+# build:                       # or build it first, on this machine, and ship its output
+#   command: npm ci && npm run build
+#   output: dist
+exclude: [.git, "*.log"]       # gitignore-style: "name" at any depth, "/dir" from the top, "dir/" dirs only
+keep_releases: 5               # complete releases kept by cleanup (the current and the rollback target always are)
+shared:                        # state that outlives releases: linked from <root>/shared into every release
+  files: [.env]
+  dirs: [public/uploads, storage]
+reuse: link                    # files unchanged since the previous release: link (hard link) | copy | none
+# assets: [public/build]       # fingerprinted assets kept reachable for one more release
+hosts:
+  - local                      # this machine
+# - ssh: deploy@web1.example.com:22
+#   roles: [web, migrate]
+#   root: /var/www/example.com # a host may override root
+hooks:
+  before_activate:             # run in the new release before the swap; a failure aborts the deploy
+    - run: echo "preparing $FERRY_RELEASE"
+      timeout: 5m
+#   - run: php artisan migrate --force
+#     once: true               # on one host only: the first with role migrate
+  after_activate: []           # run after the swap; a failure is a warning
+# hook_timeout: 10m            # default timeout of a hook
+# services:                    # run after every swap (deploy and rollback)
+#   - name: php-fpm
+#     reload: sudo systemctl reload php8.2-fpm
+#     restart: sudo systemctl restart php8.2-fpm   # used when a shared file (.env) changed
+# health:
+#   url: http://127.0.0.1/healthz
+#   expect_status: 200
+#   contains: "{{release}}"
+#   timeout: 30s
+`

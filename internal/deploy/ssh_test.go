@@ -372,3 +372,26 @@ func TestSSHTwoFleetDeploysAtOnceNeitherDeadlocks(t *testing.T) {
 		t.Fatalf("hosts ended on different releases: %v", cur)
 	}
 }
+
+// One server and root listed twice under two names is found, not blamed on a lock this very
+// run holds: a config error, and nothing changes.
+func TestSSHSameServerListedTwiceIsAConfigError(t *testing.T) {
+	client := webtest.NewSSHClient(t)
+	srv := webtest.StartSSHD(t, client, false)
+	client.Alias(t, "web1", srv)
+	client.Alias(t, "web1-again", srv)
+	root := filepath.Join(t.TempDir(), "srv")
+	s := newSite(t, fmt.Sprintf("hosts:\n  - ssh: web1\n    root: %[1]s\n  - ssh: web1-again\n    root: %[1]s\n", root))
+	s.root = root
+	s.opts.SSH = sshOptions(client)
+	_, err := s.deploy()
+	if !errors.Is(err, config.ErrConfig) || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("deploy to one server listed twice: %v; want a config error saying so", err)
+	}
+	if rels := releasesIn(t, root); len(rels) != 0 {
+		t.Errorf("releases left: %q", rels)
+	}
+	if _, err := os.Stat(filepath.Join(root, ".ferry", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("lock left behind: %v", err)
+	}
+}

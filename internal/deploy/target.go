@@ -133,6 +133,11 @@ func lockAll(ctx context.Context, targets []*Target, opts Options, o func(*Targe
 			po := o(t)
 			po.Create = create
 			p, lease, err := t.Root.Lock(ctx, me, 0, po, func(msg string) { rep.Warn(t.Name, msg) })
+			var le *release.LockedError
+			if errors.As(err, &le) && le.Holder != nil && le.Holder.Is(me) {
+				// Held by this very run: another host of the config is the same server and root.
+				return fmt.Errorf("%s is already locked by this run through another host of the config: the same server and root are listed twice; list each once: %w", t.Root.Dir, config.ErrConfig)
+			}
 			if err != nil {
 				return err
 			}

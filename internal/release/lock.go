@@ -181,6 +181,11 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 	}
 }
 
+// Is reports whether h and o are the same run's lock.
+func (h Holder) Is(o Holder) bool {
+	return h.PID == o.PID && h.Host == o.Host && h.Machine == o.Machine && h.Start == o.Start && h.Time.Equal(o.Time)
+}
+
 // Stale reports whether h is provably gone.
 func (h Holder) Stale() bool { return provablyGone(h) }
 
