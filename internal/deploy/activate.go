@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/service"
 )
@@ -168,6 +171,35 @@ func healthCheck(cfg *config.Config) service.Check {
 	h := cfg.Health
 	return service.Check{URL: h.URL, ExpectStatus: h.ExpectStatus, Contains: h.Contains,
 		Timeout: time.Duration(h.Timeout), Interval: time.Duration(h.Interval)}
+}
+
+// healthReachable fails when the health check cannot reach t at all: its sshd refuses the
+// forwarded connection the check is made through. It is found before the swap, so a deploy
+// is not swapped and then rolled back for it. Anything else (nothing listens yet, on a first
+// deploy) is for the check itself to judge.
+func healthReachable(ctx context.Context, cfg *config.Config, t *Target) error {
+	if cfg.Health == nil {
+		return nil
+	}
+	u, err := url.Parse(cfg.Health.URL)
+	if err != nil {
+		return nil // refused at load
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	c, err := t.Root.Host.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if errors.Is(err, host.ErrNoForwarding) {
+		return &release.HintError{
+			Err:  fmt.Errorf("health check %s: %w", cfg.Health.URL, err),
+			Hint: "ferry makes the health check through the SSH connection: allow forwarding for the deploy user (Match User <user> with AllowTcpForwarding local), or remove health: from ferry.yaml",
+		}
+	}
+	if c != nil {
+		c.Close()
+	}
+	return nil
 }
 
 // eachMove runs fn for every host's move in parallel; errors are prefixed by host.

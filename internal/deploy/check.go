@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -87,6 +88,7 @@ func (c *checker) run() error {
 	if c.verify {
 		c.verifyLive()
 	}
+	c.forwarding()
 	c.sharedInBuild()
 	c.nginx()
 	c.opcache()
@@ -209,6 +211,14 @@ func (c *checker) userData() {
 		c.add(check.Warning, "release-modified",
 			fmt.Sprintf("%d file(s) of the live release %s changed after it was deployed (%s)", len(changed), lv.ID, strings.Join(changed[:min(3, len(changed))], ", ")),
 			"the next deploy ships the build's version; make the change in the build, or list the path under shared:")
+	}
+}
+
+// forwarding finds a host whose sshd refuses the connections the health check is made through.
+func (c *checker) forwarding() {
+	var he *release.HintError
+	if err := healthReachable(c.ctx, c.cfg, c.t); errors.As(err, &he) {
+		c.add(check.Error, "health-forwarding", he.Error()+": every deploy would fail before its swap", he.Hint)
 	}
 }
 

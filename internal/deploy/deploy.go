@@ -216,7 +216,14 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	onceHost := onceTarget(targets)
 	user := release.CurrentHolder("").User
 	err = eachOf(runs, 0, func(run *hostRun) error {
-		return run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, run.Target == onceHost, rep)
+		// While the release is prepared: can the health check reach the host at all?
+		reach := make(chan error, 1)
+		go func() { reach <- healthReachable(ctx, cfg, run.Target) }()
+		err := run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, run.Target == onceHost, rep)
+		if rerr := <-reach; err == nil {
+			err = rerr
+		}
+		return err
 	})
 	if err != nil {
 		_ = eachOf(runs, 0, func(run *hostRun) error {

@@ -14,9 +14,12 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ferry-deploy/ferry/internal/check"
 	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/host/ssh"
 	"github.com/ferry-deploy/ferry/internal/invariants"
+	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
@@ -394,4 +397,35 @@ func TestSSHSameServerListedTwiceIsAConfigError(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(root, ".ferry", "lock")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("lock left behind: %v", err)
 	}
+}
+
+// Health checks go through the SSH connection. A server that refuses forwarding fails the
+// deploy before the swap, with what to change, and 'ferry check' says so first.
+func TestSSHHealthWithoutForwardingFailsBeforeTheSwap(t *testing.T) {
+	client := webtest.NewSSHClient(t)
+	srv := webtest.StartSSHDWith(t, client, webtest.SSHDOptions{Config: "AllowTcpForwarding no"})
+	client.Alias(t, "web1", srv)
+	root := filepath.Join(t.TempDir(), "srv")
+	s := newSite(t, fmt.Sprintf("hosts:\n  - ssh: web1\n    root: %s\n", root))
+	s.root = root
+	s.opts.SSH = sshOptions(client)
+	good := s.mustDeploy()
+	s.cfg.Health = &config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: config.Duration(time.Second), Interval: config.Duration(100 * time.Millisecond)}
+	findings, err := Check(context.Background(), s.cfg, s.opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(findings, func(f check.Finding) bool { return f.Code == "health-forwarding" }) {
+		t.Errorf("check did not find the refused forwarding: %v", findings)
+	}
+	s.write("public/index.html", "v2")
+	_, err = s.deploy()
+	var he *release.HintError
+	if !errors.Is(err, host.ErrNoForwarding) || !errors.As(err, &he) || !strings.Contains(he.Hint, "AllowTcpForwarding") {
+		t.Fatalf("deploy with health over a server without forwarding: %v; want the refusal, with a hint", err)
+	}
+	if s.current() != good {
+		t.Errorf("current = %s, want %s: the deploy was swapped", s.current(), good)
+	}
+	s.check()
 }

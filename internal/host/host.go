@@ -8,6 +8,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -42,12 +43,17 @@ type Host interface {
 	Run(ctx context.Context, cmd Command) error
 
 	// DialContext connects to addr as seen from the host (its loopback is the host's own), for
-	// health checks.
+	// health checks. A host that refuses to forward connections returns an error wrapping
+	// ErrNoForwarding.
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 
 	// Close releases the connection, if any.
 	Close() error
 }
+
+// ErrNoForwarding is wrapped by DialContext's error when the host refuses to open connections
+// for ferry (an sshd with AllowTcpForwarding no).
+var ErrNoForwarding = errors.New("the server refuses TCP forwarding (AllowTcpForwarding no in its sshd_config)")
 
 // Command is a user's shell command to run on a host.
 type Command struct {

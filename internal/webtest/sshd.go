@@ -39,6 +39,8 @@ type SSHDOptions struct {
 	// interactive shell, runs in busybox sh with PATH holding only links to BusyBox's applets
 	// (see SSHD.BusyBoxDir). SFTP is served by OpenSSH's sftp-server.
 	BusyBox bool
+	// Config is added to the server's sshd_config (e.g. "AllowTcpForwarding no").
+	Config string
 }
 
 // SSHClient is the client side shared by a test's servers: a key and a known_hosts file.
@@ -139,7 +141,9 @@ MaxSessions 100
 MaxStartups 100
 LogLevel ERROR
 Subsystem sftp %[3]s
-%[4]s`, s.Port, dir, subsystem, busyBoxConf)
+%[4]s
+%[5]s
+`, s.Port, dir, subsystem, busyBoxConf, o.Config)
 	os.WriteFile(s.confFile, []byte(conf), 0o600)
 	s.cmd = exec.Command(bin, "-D", "-e", "-f", s.confFile)
 	logFile, err := os.Create(filepath.Join(dir, "sshd.log"))

@@ -182,7 +182,12 @@ func (h *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
 // 127.0.0.1 is the host's own loopback.
 func (h *SSH) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	h.rt(1)
-	return h.client.DialContext(ctx, network, addr)
+	c, err := h.client.DialContext(ctx, network, addr)
+	var oce *ssh.OpenChannelError
+	if errors.As(err, &oce) && oce.Reason == ssh.Prohibited {
+		return nil, fmt.Errorf("%s: connect to %s: %w", h.name, addr, host.ErrNoForwarding)
+	}
+	return c, err
 }
 
 // countingConn counts the bytes of the SSH connection in each direction.
