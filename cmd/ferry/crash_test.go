@@ -266,3 +266,52 @@ func TestInterruptedDeployLeavesNothingBehind(t *testing.T) {
 	}
 	s.check(true)
 }
+
+// An interrupt during an after_activate hook stops it at once (not after hook_timeout): the
+// hook's processes are killed, the new release stays live, the run cleans up and unlocks, and
+// ferry exits 1 saying what did not finish.
+func TestInterruptDuringAfterActivateStopsTheHook(t *testing.T) {
+	s := newCrashSite(t, 10, "true")
+	hook := `if [ -f ../../../slow ]; then sleep 60 & echo $! > ../../../sleep.pid; touch ../../../started; wait; fi`
+	cfg := fmt.Sprintf("root: %s\nsource: ./build\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  after_activate:\n    - run: %q\n      timeout: 10m\n", s.root, hook)
+	if err := os.WriteFile(filepath.Join(s.dir, "ferry.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s.deploy()
+	os.WriteFile(filepath.Join(s.dir, "slow"), nil, 0o644)
+	var stderr bytes.Buffer
+	cmd := s.command("deploy")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(s.dir, "started")); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("hook never started:\n%s", stderr.String())
+		}
+	}
+	live, _ := os.Readlink(filepath.Join(s.root, "current"))
+	cmd.Process.Signal(os.Interrupt)
+	err := cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "was stopped") || !strings.Contains(stderr.String(), "it is live") {
+		t.Errorf("stderr does not say what was interrupted:\n%s", stderr.String())
+	}
+	if now, _ := os.Readlink(filepath.Join(s.root, "current")); now != live {
+		t.Errorf("current = %s, want the new release %s to stay live", now, live)
+	}
+	b, _ := os.ReadFile(filepath.Join(s.dir, "sleep.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	for deadline := time.Now().Add(10 * time.Second); syscall.Kill(pid, 0) == nil; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the hook's child %d still runs", pid)
+		}
+	}
+	s.check(true)
+}

@@ -263,16 +263,26 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		return nil, fmt.Errorf("activate %s: %w", id, err)
 	}
 
-	// finish: problems here are warnings; the release stays live.
+	// finish: problems here are warnings; the release stays live. An interrupt stops the
+	// after_activate hooks (their process groups are killed); the run still cleans up and
+	// unlocks, and says what did not run.
 	_ = eachOf(runs, 0, func(run *hostRun) error {
 		m := moves[slices.Index(runs, run)]
 		for _, h := range cfg.Hooks.AfterActivate {
 			if h.Once && run.Target != onceHost {
 				continue
 			}
+			if ctx.Err() != nil {
+				rep.Warn(run.Name, fmt.Sprintf("interrupted: after_activate hook %q did not run", h.Run))
+				continue
+			}
 			hs := time.Now()
 			env := run.Root.Env(id, run.result.Previous, run.Name)
-			if err := run.Root.RunHook(actx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
+			if err := run.Root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
+				if ctx.Err() != nil {
+					rep.Warn(run.Name, fmt.Sprintf("interrupted: after_activate hook %q was stopped", h.Run))
+					continue
+				}
 				rep.Warn(run.Name, fmt.Sprintf("after_activate %v", err))
 				continue
 			}
@@ -306,6 +316,9 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		}
 	}
 	res.Duration = time.Since(start)
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("interrupted after %s was activated (it is live; see the warnings for the after_activate hooks that did not finish): %w", id, ctx.Err())
+	}
 	return res, nil
 }
 
