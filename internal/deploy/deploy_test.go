@@ -532,3 +532,32 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 		}
 	}
 }
+
+// A shared directory that is itself a symlink (shared/public/uploads -> a second disk) is used
+// as the directory it points to, and never deleted through, by deploys, rollbacks or cleanup.
+func TestSharedDirThatIsASymlinkIsUsedNotDeletedThrough(t *testing.T) {
+	s := newSite(t, "keep_releases: 1\nshared:\n  dirs: [public/uploads]\n")
+	disk := filepath.Join(filepath.Dir(s.root), "disk", "uploads")
+	os.MkdirAll(disk, 0o755)
+	os.WriteFile(filepath.Join(disk, "photo.jpg"), []byte("jpeg"), 0o644)
+	os.MkdirAll(filepath.Join(s.root, "shared", "public"), 0o755)
+	if err := os.Symlink(disk, filepath.Join(s.root, "shared", "public", "uploads")); err != nil {
+		t.Fatal(err)
+	}
+	s.mustDeploy()
+	for i := range 3 {
+		s.write("public/index.html", fmt.Sprint(i))
+		s.mustDeploy()
+	}
+	s.mustRollback("")
+	if _, err := Cleanup(context.Background(), s.cfg, s.opts, s.rep); err != nil {
+		t.Fatal(err)
+	}
+	s.releaseDirs()
+	if got := s.read("current/public/uploads/photo.jpg"); got != "jpeg" {
+		t.Errorf("current/public/uploads/photo.jpg = %q", got)
+	}
+	if got, err := os.ReadFile(filepath.Join(disk, "photo.jpg")); err != nil || string(got) != "jpeg" {
+		t.Errorf("the second disk lost its file: %q, %v", got, err)
+	}
+}
