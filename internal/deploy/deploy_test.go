@@ -499,7 +499,7 @@ func TestHooksSeeTheFerryEnvironment(t *testing.T) {
 // database URL), and the hashes of shared files it keeps are keyed, so that a short secret
 // cannot be guessed from them.
 func TestStateKeepsNoSecrets(t *testing.T) {
-	s := newSite(t, "shared:\n  files: [.env]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test ! -f \"$FERRY_ROOT/../fail\"\n")
+	s := newSite(t, "shared:\n  files: [.env, config/secrets.yml]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test ! -f \"$FERRY_ROOT/../fail\"\n")
 	os.MkdirAll(filepath.Dir(s.root), 0o755)
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "url"), []byte("postgres://app:hunter2@db/app\n"), 0o600)
 	s.write(".env", "SECRET=1\n")
@@ -522,7 +522,8 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 	if !strings.Contains(string(log), `"shared":{".env":"`) {
 		t.Errorf("the log keeps no hash of .env to tell when it changed:\n%s", log)
 	}
-	for p, want := range map[string]os.FileMode{".ferry": 0o700, ".ferry/key": 0o600} {
+	// config/secrets.yml, on neither side, is created empty, and private.
+	for p, want := range map[string]os.FileMode{".ferry": 0o700, ".ferry/key": 0o600, "shared/config/secrets.yml": 0o600} {
 		fi, err := os.Stat(filepath.Join(s.root, p))
 		if err != nil {
 			t.Fatal(err)

@@ -188,7 +188,8 @@ func (r *Root) linkSharedScript(s *script, id string, sp SharedPath) {
 	if sp.IsDir {
 		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && mkdir "$S" || die ` + q("link "+what+": cannot create shared/"+sp.Path))
 	} else {
-		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && (set -C; : >"$S") || die ` + q("link "+what+": cannot create shared/"+sp.Path))
+		// An empty shared file ferry creates is private: it is where secrets go.
+		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && (umask 077; set -C; : >"$S") || die ` + q("link "+what+": cannot create shared/"+sp.Path))
 	}
 	s.line(`fi`)
 	// A relative link: from releases/<id>/<dir of path> up to <root>, then down into shared/.
