@@ -11,6 +11,8 @@ import (
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/ferry-deploy/ferry/internal/host"
 )
 
 // HostKeyError is an unknown or changed host key; Hint tells how to trust it.
@@ -29,7 +31,7 @@ func (e *HostKeyError) Error() string {
 }
 
 // clientConfig builds the authentication (ssh-agent, then identity files) and the strict host
-// key check for t.
+// key check for t, under its HostKeyAlias if it has one.
 func clientConfig(t target, addr string, o Options) (*ssh.ClientConfig, error) {
 	var signers []ssh.Signer
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
@@ -63,29 +65,30 @@ func clientConfig(t target, addr string, o Options) (*ssh.ClientConfig, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("read %s: %w", o.KnownHostsFile, err)
 	}
-	check := func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	// known_hosts names the host by host:port (bare host for port 22), or by its HostKeyAlias
+	// alone, as OpenSSH does.
+	keyHost, shown := addr, addr
+	if t.keyAlias != "" {
+		keyHost, shown = net.JoinHostPort(t.keyAlias, "22"), t.keyAlias
+	}
+	check := func(_ string, remote net.Addr, key ssh.PublicKey) error {
 		unknown := db == nil // no known_hosts file: every host is unknown
 		var err error
 		if !unknown {
-			if err = db.HostKeyCallback()(hostname, remote, key); err == nil {
+			if err = db.HostKeyCallback()(keyHost, remote, key); err == nil {
 				return nil
 			}
 			unknown = knownhosts.IsHostUnknown(err)
 		}
 		fp := key.Type() + " " + ssh.FingerprintSHA256(key)
-		host, port, _ := net.SplitHostPort(addr)
-		scan := "ssh-keyscan "
-		if port != "22" {
-			scan += "-p " + port + " "
-		}
-		scan += host + " >> " + o.KnownHostsFile
+		trust := trustCommand(t, addr, keyHost, key, o.KnownHostsFile)
 		switch {
 		case knownhosts.IsHostKeyChanged(err):
-			return &HostKeyError{Host: addr, Fingerprint: fp, Changed: true,
-				Hint: fmt.Sprintf("if the server was really reinstalled, remove its old key (ssh-keygen -R %s -f %s) and trust the new one after checking its fingerprint: %s", knownhosts.Normalize(addr), o.KnownHostsFile, scan)}
+			return &HostKeyError{Host: shown, Fingerprint: fp, Changed: true,
+				Hint: fmt.Sprintf("if the server was really reinstalled, remove its old key (ssh-keygen -R %s -f %s) and trust the new one after checking its fingerprint: %s", knownhosts.Normalize(keyHost), o.KnownHostsFile, trust)}
 		case unknown:
-			return &HostKeyError{Host: addr, Fingerprint: fp,
-				Hint: fmt.Sprintf("check the fingerprint with the server's admin, then trust it: %s", scan)}
+			return &HostKeyError{Host: shown, Fingerprint: fp,
+				Hint: fmt.Sprintf("check the fingerprint with the server's admin, then trust it: %s", trust)}
 		}
 		return err
 	}
@@ -96,7 +99,23 @@ func clientConfig(t target, addr string, o Options) (*ssh.ClientConfig, error) {
 		Timeout:         o.Timeout,
 	}
 	if db != nil {
-		cfg.HostKeyAlgorithms = db.HostKeyAlgorithms(addr)
+		cfg.HostKeyAlgorithms = db.HostKeyAlgorithms(keyHost)
 	}
 	return cfg, nil
+}
+
+// trustCommand is the command that adds key to known_hosts under keyHost: ssh-keyscan, which
+// files the key under the address it scans, for a host reached directly and known by its address;
+// else the line itself, since ssh-keyscan cannot reach a host behind a ProxyJump or ProxyCommand
+// nor file a key under a HostKeyAlias.
+func trustCommand(t target, addr, keyHost string, key ssh.PublicKey, knownHostsFile string) string {
+	if t.proxied || t.keyAlias != "" {
+		return "echo " + host.Quote(knownhosts.Line([]string{keyHost}, key)) + " >> " + knownHostsFile
+	}
+	h, port, _ := net.SplitHostPort(addr)
+	scan := "ssh-keyscan "
+	if port != "22" {
+		scan += "-p " + port + " "
+	}
+	return scan + h + " >> " + knownHostsFile
 }

@@ -3,8 +3,8 @@
 // each costs one round trip; an upload is one session fed a gzipped tar stream; the swap is
 // posix-rename@openssh.com over SFTP, the one portable rename(2) that never follows a symlink.
 // Nothing is installed on the host. Files: dial.go (connecting, ~/.ssh/config, ProxyJump),
-// knownhosts.go (authentication and strict host keys), shell.go (scripts), exec.go (hooks),
-// upload.go (the tar stream).
+// proxycommand.go (ProxyCommand), knownhosts.go (authentication, strict host keys,
+// HostKeyAlias), shell.go (scripts), exec.go (hooks), upload.go (the tar stream).
 package ssh
 
 import (
