@@ -495,3 +495,66 @@ func TestUnlockKeepsTheLockOfALiveRunUnlessForced(t *testing.T) {
 		t.Fatalf("the lock is still there after unlock --force: %v", err)
 	}
 }
+
+// renameLate is a host whose rename(2) is made, but only after delay (a stalled connection).
+type renameLate struct {
+	host.Host
+	delay time.Duration
+}
+
+func (h renameLate) Rename(ctx context.Context, oldpath, newpath string) error {
+	time.Sleep(h.delay)
+	return h.Host.Rename(ctx, oldpath, newpath)
+}
+
+// renameReplyLost is a host whose rename(2) is made but whose reply is lost.
+type renameReplyLost struct{ host.Host }
+
+func (h renameReplyLost) Rename(ctx context.Context, oldpath, newpath string) error {
+	if err := h.Host.Rename(ctx, oldpath, newpath); err != nil {
+		return err
+	}
+	return errors.New("connection lost")
+}
+
+// A swap is logged exactly when current was renamed: a rename made later than the finish
+// script waits for it, or whose reply was lost, is still logged once, and reported as made.
+func TestSwapIsLoggedOnceWhenRenamedLateOrItsReplyLost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		host func(h host.Host) host.Host
+	}{
+		{"renamed after the wait", func(h host.Host) host.Host { return renameLate{h, 2500 * time.Millisecond} }},
+		{"reply lost", func(h host.Host) host.Host { return renameReplyLost{h} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRoot(t)
+			prepare(t, r, "20260101-000000", "a")
+			prepare(t, r, "20260101-000001", "b")
+			if err := r.Activate(context.Background(), "20260101-000000", nil); err != nil {
+				t.Fatal(err)
+			}
+			flaky := &Root{Host: tc.host(r.Host), Dir: r.Dir, renameWait: time.Second}
+			sw, err := flaky.PrepareActivate(context.Background(), "20260101-000001", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			renamed, _, err := sw.Commit(context.Background(), nil)
+			if err != nil || !renamed {
+				t.Fatalf("Commit = %v, %v; want renamed and no error", renamed, err)
+			}
+			if got, _ := os.Readlink(filepath.Join(r.Dir, "current")); got != "releases/20260101-000001" {
+				t.Errorf("current -> %s", got)
+			}
+			n := 0
+			for _, ev := range readLog(t, r) {
+				if ev.Type == EventActivate && ev.Release == "20260101-000001" {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("the swap is logged %d times, want once", n)
+			}
+		})
+	}
+}

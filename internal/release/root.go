@@ -27,6 +27,9 @@ import (
 type Root struct {
 	Host host.Host
 	Dir  string // absolute path of <root> on the host
+	// renameWait is how long a swap's finish waits for its rename (see Swap.Commit); zero is
+	// 10 s. Tests shorten it.
+	renameWait time.Duration
 }
 
 // New returns the root at dir on h.

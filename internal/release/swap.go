@@ -2,8 +2,12 @@ package release
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
+
+	"github.com/ferry-deploy/ferry/internal/host"
 )
 
 // Swap is a prepared change of current: the temporary link exists; Commit renames it over
@@ -95,30 +99,65 @@ func (sw *Swap) Abort(ctx context.Context) {
 // Commit is the swap itself, one rename(2) of the prepared link over current, followed by
 // making it durable, logging it and running w (cleanup and unlock; nil for none). The rename
 // and the script that does the rest are sent together, so both cost one round trip: the script
-// first waits until the link is renamed, and logs nothing if it is not. renamed reports whether
-// current was renamed, even when what follows failed.
+// first waits (up to 10 s) until the link is renamed, and logs nothing if it is not. renamed
+// reports whether current was renamed, even when what follows failed.
 func (sw *Swap) Commit(ctx context.Context, w *Wrapup) (renamed bool, d *Done, err error) {
 	r := sw.root
 	sw.ev.Time = time.Now().UTC() // the instant of the swap, before it is made durable
 	renameErr := make(chan error, 1)
 	go func() { renameErr <- r.Host.Rename(ctx, sw.tmp, r.currentPath()) }()
-
-	s := r.newScript()
-	s.line(`n=0; while [ -L ` + q(sw.tmp) + ` ] || [ "$(readlink "$R/current")" != ` + q("releases/"+sw.ev.Release) + ` ]; do`)
-	s.line(`  n=$((n+1)); [ $n -le 500 ] || die "current was not renamed"; sleep 0.01 2>/dev/null || sleep 1`)
-	s.line(`done`)
-	s.line(`durable "$R/current"`)
-	s.event(sw.ev)
-	r.wrapupScript(s, w)
-	f, err := s.run(ctx)
-	if rerr := <-renameErr; rerr != nil {
+	f, serr := sw.finish(ctx, w, true)
+	rerr := <-renameErr
+	var ee *host.ExitError
+	switch {
+	case serr == nil:
+		// The script saw current renamed and logged it, whatever became of the rename's
+		// reply (lost with the connection after the rename was made).
+		return true, done(w, f), nil
+	case rerr == nil && errors.As(serr, &ee) && ee.Code == notRenamed:
+		// Renamed later than the script waited: the rest is done now, without waiting.
+		if f, serr = sw.finish(ctx, w, false); serr != nil {
+			return true, nil, fmt.Errorf("swap current: %w", serr)
+		}
+		return true, done(w, f), nil
+	case rerr == nil:
+		return true, nil, fmt.Errorf("swap current: %w", serr)
+	default:
 		sw.Abort(ctx)
 		return false, nil, fmt.Errorf("swap current: %w", rerr)
 	}
-	if err != nil {
-		return true, nil, fmt.Errorf("swap current: %w", err)
+}
+
+// notRenamed is the exit status of a finish script whose swap was not renamed in time.
+const notRenamed = 3
+
+// finish runs what follows the rename: after waiting for it when wait is set.
+func (sw *Swap) finish(ctx context.Context, w *Wrapup, wait bool) ([]string, error) {
+	r := sw.root
+	s := r.newScript()
+	if wait {
+		wait := int(r.renameWait.Seconds())
+		if wait <= 0 {
+			wait = 10
+		}
+		s.line(`while [ -L ` + q(sw.tmp) + ` ] || [ "$(readlink "$R/current")" != ` + q("releases/"+sw.ev.Release) + ` ]; do`)
+		s.line(`  e=${e:-$(( $(date +%s) + ` + strconv.Itoa(wait) + ` ))}`)
+		s.line(`  [ "$(date +%s)" -lt "$e" ] || { echo "current was not renamed within ` + strconv.Itoa(wait) + ` s"; exit ` + strconv.Itoa(notRenamed) + `; }`)
+		s.line(`  sleep 0.01 2>/dev/null || sleep 1`)
+		s.line(`done`)
 	}
-	return true, done(w, f), nil
+	s.line(`durable "$R/current"`)
+	s.event(sw.ev)
+	r.wrapupScript(s, w)
+	out, err := r.Host.Script(ctx, s.String())
+	if err != nil {
+		var ee *host.ExitError
+		if errors.As(err, &ee) && ee.Code == notRenamed {
+			return nil, err
+		}
+		return nil, scriptError(err)
+	}
+	return fields(out), nil
 }
 
 // Activate points current at release id: a new symlink current.<random> is created and renamed

@@ -17,13 +17,13 @@ import (
 
 // Script implements host.Host: ferry's scripts run one after another in one sh on the host, so
 // each costs one round trip instead of a new session (two more). The script is written to that
-// shell's standard input, so it has no length limit; the first rides in the exec request.
+// shell's standard input, so it has no length limit and never shows in the host's process list.
 func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 	h.shellMu.Lock()
 	defer h.shellMu.Unlock()
 	if h.shell == nil {
 		h.rt(1) // the session; the exec is not waited for
-		c, err := startShell(h.client, script)
+		c, err := startShell(h.client)
 		if err != nil {
 			return nil, fmt.Errorf("%s: start shell: %w", h.name, err)
 		}
@@ -65,53 +65,38 @@ func (h *SSH) Script(ctx context.Context, script string) ([]byte, error) {
 // shell is a sh on the host reading commands from stdin. Each script runs in a subshell with its
 // output (stdout and stderr) followed by a line with a random marker and the exit status.
 //
-// The shell's exec request is sent without waiting for its reply. sshd opens a session's window
-// only once its command runs, so input written behind the exec would wait a round trip for that;
-// a first script that is not too long is therefore part of the exec's command line. The shell's
-// first line says it started; a host that does not answer it within a minute (it refused the
-// exec, which then has no reply to send) fails the request.
+// The shell's exec request is sent without waiting for its reply, and the first script right
+// behind it: sshd handles a channel's messages in order, so the script reaches the shell's
+// input. The shell's first line says it started; a host that does not answer it within a
+// minute (it refused the exec, which then has no reply to send) fails the request.
+//
+// The command is as short as it can be, since the user's login shell reads it and may be csh
+// or fish; a script in it would also show in the host's process list.
 type shell struct {
 	ch    ssh.Channel
 	in    io.Writer
 	out   *bufio.Reader
 	mark  []byte
 	ready bool
-	sent  bool // the next script was sent with the exec
 }
 
-// maxInline is the longest first script sent in the exec request, well within what sshd takes
-// as a command and what Linux takes as one argument (128 kB).
-const maxInline = 32 << 10
-
-func startShell(c *ssh.Client, first string) (*shell, error) {
+func startShell(c *ssh.Client) (*shell, error) {
 	ch, reqs, err := c.OpenChannel("session", nil)
 	if err != nil {
 		return nil, err
 	}
 	go ssh.DiscardRequests(reqs)
 	go io.Copy(io.Discard, ch.Stderr())
-	sh := &shell{ch: ch, in: ch, out: bufio.NewReaderSize(ch, 64<<10), mark: []byte("ferry-done-" + rand.Text())}
 	cmd := struct{ Command string }{"printf 'ferry-shell\\n'; exec sh"}
-	if len(first) <= maxInline {
-		cmd.Command = "exec sh -c " + host.Quote("printf 'ferry-shell\\n'\n"+sh.wrap(first)+"exec sh")
-		sh.sent = true
-	}
 	if _, err := ch.SendRequest("exec", false, ssh.Marshal(&cmd)); err != nil {
 		ch.Close()
 		return nil, err
 	}
-	return sh, nil
-}
-
-// wrap is script as the shell runs it: in a subshell, then the marker line with its status.
-func (c *shell) wrap(script string) string {
-	return fmt.Sprintf("(\n%s\n) </dev/null 2>&1; printf '\\n%s %%d\\n' \"$?\"\n", script, c.mark)
+	return &shell{ch: ch, in: ch, out: bufio.NewReaderSize(ch, 64<<10), mark: []byte("ferry-done-" + rand.Text())}, nil
 }
 
 func (c *shell) run(script string) ([]byte, int, error) {
-	if c.sent {
-		c.sent = false
-	} else if _, err := io.WriteString(c.in, c.wrap(script)); err != nil {
+	if _, err := fmt.Fprintf(c.in, "(\n%s\n) </dev/null 2>&1; printf '\\n%s %%d\\n' \"$?\"\n", script, c.mark); err != nil {
 		return nil, 0, err
 	}
 	if !c.ready {
