@@ -562,3 +562,32 @@ func TestSharedDirThatIsASymlinkIsUsedNotDeletedThrough(t *testing.T) {
 		t.Errorf("the second disk lost its file: %q, %v", got, err)
 	}
 }
+
+// Links planted at the names of ferry's own files in .ferry (the key, the settled stamp) are
+// refused, never written or read through.
+func TestPlantedLinksInFerrysStateAreRefused(t *testing.T) {
+	for _, name := range []string{"key", "settled"} {
+		t.Run(name, func(t *testing.T) {
+			s := newSite(t, "shared:\n  files: [.env]\n")
+			s.write(".env", "A=1\n")
+			good := s.mustDeploy()
+			victim := filepath.Join(filepath.Dir(s.root), "victim")
+			os.WriteFile(victim, []byte("precious"), 0o644)
+			p := filepath.Join(s.root, ".ferry", name)
+			os.Remove(p)
+			if err := os.Symlink(victim, p); err != nil {
+				t.Fatal(err)
+			}
+			s.write("public/index.html", "v2")
+			if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "is a symlink") {
+				t.Fatalf("deploy with .ferry/%s a planted link: %v; want it refused", name, err)
+			}
+			if b, _ := os.ReadFile(victim); string(b) != "precious" {
+				t.Errorf("the link's target was written: %q", b)
+			}
+			if s.current() != good {
+				t.Errorf("current = %s, want %s", s.current(), good)
+			}
+		})
+	}
+}

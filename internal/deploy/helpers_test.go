@@ -24,12 +24,15 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // waitSettled waits until ferry's background deletions in root are done (no .ferry/settling.*
-// marker is left), so that a test's directories can be removed.
+// marker is left), so that a test's directories can be removed. A marker whose deletion was
+// killed with its run stays: after a few seconds it is left to the directory's removal.
 func waitSettled(t *testing.T, root string) {
-	waitFor(t, "background deletions in "+root, func() bool {
-		m, _ := filepath.Glob(filepath.Join(root, ".ferry", "settling.*"))
-		return len(m) == 0
-	})
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if m, _ := filepath.Glob(filepath.Join(root, ".ferry", "settling.*")); len(m) == 0 {
+			return
+		}
+	}
+	t.Logf("a background deletion in %s did not finish (or was killed with its run)", root)
 }
 
 func readPID(t *testing.T, p string) int {

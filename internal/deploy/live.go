@@ -69,9 +69,23 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		suspect[c] = true
 		changed[c] = true
 	}
+	// Files whose ctime says they may have changed though their mtime does not are tampered
+	// with only if their content differs: ctimes also change when an inode's links or owner
+	// do (a run of ferry cut short, a chmod -R, a hand-deleted release).
 	tampered := map[string]bool{}
+	var candidates []transfer.Entry
 	for _, c := range lv.Tampered {
-		suspect[c], changed[c], tampered[c] = true, true, true
+		if e := idx[c]; e != nil && e.Type == transfer.TypeFile && e.Hash != "" {
+			candidates = append(candidates, *e)
+		}
+	}
+	if len(candidates) > 0 {
+		differ, err := differentHashes(ctx, run.Root, lv.ID, candidates)
+		for _, e := range candidates {
+			if err != nil || differ[e.Path] {
+				suspect[e.Path], changed[e.Path], tampered[e.Path] = true, true, true
+			}
+		}
 	}
 	for _, entries := range lv.Children {
 		for name, isDir := range entries {
@@ -128,6 +142,52 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	}
 	run.prevMan = reusable
 	return nil
+}
+
+// differentHashes tells which files of release id no longer have the content the manifest
+// records (or are gone), hashing them on the host in one request: batches of sha256sum, each
+// after a line saying which of its files exist.
+func differentHashes(ctx context.Context, root *release.Root, id string, files []transfer.Entry) (map[string]bool, error) {
+	var b strings.Builder
+	b.WriteString("cd " + host.Quote(root.ReleaseDir(id)) + " || exit 1\nprintf '%s\\0'")
+	for _, e := range files {
+		b.WriteString(" " + host.Quote(e.Path))
+	}
+	b.WriteString(` | xargs -0 sh -c 'for f; do shift; if [ -f "$f" ] && [ ! -L "$f" ]; then set -- "$@" "$f"; printf 1; else printf 0; fi; done; echo; [ $# -eq 0 ] || sha256sum -- "$@"' sh` + "\n")
+	out, err := root.Host.Script(ctx, b.String())
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	differ := map[string]bool{}
+	k := 0
+	for len(lines) > 0 {
+		flags := lines[0]
+		lines = lines[1:]
+		for _, f := range flags {
+			if k >= len(files) {
+				return nil, fmt.Errorf("unexpected answer %q", out)
+			}
+			e := files[k]
+			k++
+			if f != '1' {
+				differ[e.Path] = true
+				continue
+			}
+			if len(lines) == 0 {
+				return nil, fmt.Errorf("unexpected answer %q", out)
+			}
+			// A name sha256sum had to escape starts its line with a backslash.
+			if h, _, _ := strings.Cut(strings.TrimPrefix(lines[0], "\\"), " "); h != e.Hash {
+				differ[e.Path] = true
+			}
+			lines = lines[1:]
+		}
+	}
+	if k != len(files) {
+		return nil, fmt.Errorf("unexpected answer %q", out)
+	}
+	return differ, nil
 }
 
 // sameMTimes tells, of files of release id, which still have on the host the mtime and size

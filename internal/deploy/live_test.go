@@ -212,6 +212,7 @@ func TestBackToBackDeploysWithCleanupSendOnlyWhatChanged(t *testing.T) {
 			s.releaseDirs() // the deletions before are done
 			marker := filepath.Join(s.root, ".ferry", "settling.test")
 			os.WriteFile(marker, nil, 0o644)
+			defer os.Remove(marker)
 			os.Chmod(filepath.Join(s.root, "current", "public/d001/f00100.txt"), 0o644) // a new ctime
 			s.write("public/index.html", "last")
 			res, err := s.deploy()
@@ -264,6 +265,49 @@ func TestCheckFindsAnEditWithItsMTimeSetBack(t *testing.T) {
 			}
 			if !finds(true, "release-tampered") {
 				t.Error("check --verify did not find the edit")
+			}
+		})
+	}
+}
+
+// A ctime is also changed by what does not change a file's content (a chmod -R of the root by
+// config management, a run cut short after it linked the live release): such files are still
+// reused, without a warning, while a real edit among them is found.
+func TestNewCtimesWithTheSameContentAreNotEdits(t *testing.T) {
+	for _, where := range []string{"local", "ssh-gnu"} {
+		t.Run(where, func(t *testing.T) {
+			var s *site
+			if where == "local" {
+				s = newSite(t, "")
+			} else {
+				s, _ = sshSite(t, false, "")
+			}
+			s.writeMany(200)
+			first := s.mustDeploy()
+			live := filepath.Join(s.root, "releases", first)
+			filepath.WalkDir(live, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					os.Chmod(p, 0o644) // the same mode: a new ctime only
+				}
+				return nil
+			})
+			p := filepath.Join(live, "public/app.js")
+			fi, _ := os.Stat(p)
+			os.WriteFile(p, []byte("console.log(6)"), 0o644)
+			os.Chtimes(p, fi.ModTime(), fi.ModTime())
+			s.write("public/index.html", "v2")
+			res, err := s.deploy()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := res.Hosts[0].Stats; st.Sent != 2 {
+				t.Errorf("sent %d files, want 2: the changed index.html and the edited app.js (%+v)", st.Sent, st)
+			}
+			if len(s.rep.warnings) != 1 || !strings.Contains(s.rep.warnings[0], "public/app.js") || strings.Contains(s.rep.warnings[0], "d001") {
+				t.Errorf("want one warning naming only public/app.js; got %q", s.rep.warnings)
+			}
+			if got := s.read("current/public/app.js"); got != "console.log(1)" {
+				t.Errorf("public/app.js = %q", got)
 			}
 		})
 	}

@@ -64,7 +64,7 @@ func (s *script) emptyTrash() {
 		b.WriteString(" " + q(t))
 	}
 	// Only directories are made writable: files are hard links shared with live releases.
-	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} +; rm -rf "$t"; }; done; touch -c "$R/.ferry/settled"; rm -f "$M" ) </dev/null >/dev/null 2>&1 &`)
+	b.WriteString(`; do rm -rf "$t" 2>/dev/null || { find "$t" -type d -exec chmod u+w {} +; rm -rf "$t"; }; done; ` + settledLine() + `; rm -f "$M" ) </dev/null >/dev/null 2>&1 &`)
 	s.line(b.String())
 	s.trash = nil
 }

@@ -238,6 +238,15 @@ func (r *Root) Manifest(ctx context.Context, id string) ([]byte, error) {
 	return out, scriptError(err)
 }
 
+// keyID is the id of the key a shared file's hash was made with ("" for none).
+func keyID(h string) string {
+	id, _, ok := strings.Cut(h, ":")
+	if !ok {
+		return "unkeyed"
+	}
+	return id
+}
+
 // ChangedShared lists the files whose hash differs between two activations. Nothing has changed
 // when there is no earlier record.
 func ChangedShared(before, now map[string]string) []string {
@@ -246,6 +255,10 @@ func ChangedShared(before, now map[string]string) []string {
 	}
 	var out []string
 	for f, h := range now {
+		// A hash made with another key, or by an older ferry with none, tells nothing.
+		if b, ok := before[f]; ok && keyID(b) != keyID(h) {
+			continue
+		}
 		if before[f] != h {
 			out = append(out, f)
 		}

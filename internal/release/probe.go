@@ -120,8 +120,8 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	}
 	// ferry never follows a symlink in its own layout: a planted link would turn a cleanup into
 	// a delete elsewhere.
-	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests"; do`)
-	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; replace it with a directory"; fi`)
+	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests" "$R/.ferry/key" "$R/.ferry/settled"; do`)
+	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; remove it"; fi`)
 	s.line(`done`)
 	if o.Lock != nil || o.Create {
 		// .ferry is the deploy user's alone: the lock, the log with its hashes, and the key.
@@ -179,16 +179,30 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		// directories; of each such directory (and of the release's top, always) every entry,
 		// since a file added with an old mtime or deleted changes only its directory's mtime.
 		s.line(`  cd "$R/releases/$id" || die "cannot read release $id"`)
-		s.line(`  sec changed; find . -newer "$m" ! -type d -print0 2>/dev/null`)
-		s.line(`  sec changeddirs; find . -newer "$m" -type d -print0 2>/dev/null`)
-		// Files whose ctime is newer than the settled stamp: changed since ferry last touched
-		// their inodes, even with the mtime set back (touch -r). Only where find has -cnewer
-		// (GNU), and only when no deletion of ferry's may have changed ctimes since.
-		s.line(`  S="$R/.ferry/settled"`)
-		s.line(`  if [ -z "$churn" ] && [ -f "$S" ] && ! ls "$R"/.ferry/` + settlingPrefix + `* >/dev/null 2>&1 && find "$S" -maxdepth 0 -cnewer "$S" >/dev/null 2>&1; then`)
-		s.line(`    sec tampered; find . ! -type d -cnewer "$S" -print0 2>/dev/null`)
+		// Files whose ctime is newer than the settled stamp are listed too (tampered): changed
+		// since ferry last touched their inodes, even with the mtime set back (touch -r). Only
+		// where find has -cnewer (GNU), and only when no deletion of ferry's may have changed
+		// ctimes since.
+		s.line(`  S="$R/.ferry/settled"; ct=`)
+		s.line(`  if [ -z "$churn" ] && [ -f "$S" ] && ! ls "$R"/.ferry/` + settlingPrefix + `* >/dev/null 2>&1 && find "$S" -maxdepth 0 -cnewer "$S" >/dev/null 2>&1; then ct=1; fi`)
+		// GNU find lists all of it in one pass over the release, to files; others take a pass
+		// for each list.
+		s.line(`  P="$R/.ferry/probe.tmp-` + randomSuffix() + `"; D=`)
+		s.line(`  if [ -w "$R/.ferry" ] && find "$m" -maxdepth 0 -fprint0 /dev/null 2>/dev/null; then`)
+		s.line(`    if [ -n "$ct" ]; then`)
+		s.line(`      find . \( -type d ! -path . -newer "$m" -fprint0 "$P.d" \) , \( ! -type d -newer "$m" -fprint0 "$P.f" \) , \( ! -type d -cnewer "$S" -fprint0 "$P.t" \) 2>/dev/null`)
+		s.line(`    else`)
+		s.line(`      find . \( -type d ! -path . -newer "$m" -fprint0 "$P.d" \) , \( ! -type d -newer "$m" -fprint0 "$P.f" \) 2>/dev/null`)
+		s.line(`    fi`)
+		s.line(`    sec changed; cat "$P.f"; sec changeddirs; cat "$P.d"; D="$P.d"`)
+		s.line(`    if [ -n "$ct" ]; then sec tampered; cat "$P.t"; fi`)
+		s.line(`  else`)
+		s.line(`    sec changed; find . -newer "$m" ! -type d -print0 2>/dev/null`)
+		s.line(`    sec changeddirs; find . -newer "$m" -type d ! -path . -print0 2>/dev/null`)
+		s.line(`    if [ -n "$ct" ]; then sec tampered; find . ! -type d -cnewer "$S" -print0 2>/dev/null; fi`)
 		s.line(`  fi`)
-		s.line(`  sec children; { printf '.\000'; find . -newer "$m" -type d ! -path . -print0 2>/dev/null; } | xargs -0 -r sh -c 'for d; do printf "%s\001" "$d"; find "$d" -mindepth 1 -maxdepth 1 -type d -exec printf "d%s\000" {} + 2>/dev/null; find "$d" -mindepth 1 -maxdepth 1 ! -type d -exec printf "f%s\000" {} + 2>/dev/null; printf "\002"; done' sh`)
+		s.line(`  sec children; { printf '.\000'; if [ -n "$D" ]; then cat "$D"; else find . -newer "$m" -type d ! -path . -print0 2>/dev/null; fi; } | xargs -0 -r sh -c 'for d; do printf "%s\001" "$d"; find "$d" -mindepth 1 -maxdepth 1 -type d -exec printf "d%s\000" {} + 2>/dev/null; find "$d" -mindepth 1 -maxdepth 1 ! -type d -exec printf "f%s\000" {} + 2>/dev/null; printf "\002"; done' sh`)
+		s.line(`  rm -f "$P".?`)
 		s.line(`  cd "$R"`)
 		if o.Copy && o.Lock != nil {
 			// A release made by a version of ferry that kept no .links is not copied.
@@ -357,7 +371,8 @@ func (r *Root) recoverScript(s *script) {
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	// So does a background deletion (settling.*), and one left by a reboot is old.
-	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' -o -name '` + settlingPrefix + `*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
+	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
+	s.line(`find "$R/.ferry" -maxdepth 1 -name '` + settlingPrefix + `*' -mmin +10 -exec rm -rf {} + 2>/dev/null`)
 	// .ferry/trash is where older versions of ferry put releases being deleted.
 	s.line(`for t in "$R"/releases/` + nextPrefix + `* "$R"/releases/` + trashPrefix + `* "$R"/.ferry/trash; do`)
 	s.line(`  [ -e "$t" ] && [ ! -L "$t" ] || continue`)

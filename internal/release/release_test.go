@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -556,5 +557,25 @@ func TestSwapIsLoggedOnceWhenRenamedLateOrItsReplyLost(t *testing.T) {
 				t.Errorf("the swap is logged %d times, want once", n)
 			}
 		})
+	}
+}
+
+// A shared file's hash tells it changed only against a hash made with the same key: one made
+// by an older ferry (no key) or with a lost key is no evidence, and restarts nothing.
+func TestChangedSharedComparesHashesOfOneKeyOnly(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		before, now map[string]string
+		want        []string
+	}{
+		{"same key, same content", map[string]string{".env": "k1:aa"}, map[string]string{".env": "k1:aa"}, nil},
+		{"same key, changed", map[string]string{".env": "k1:aa"}, map[string]string{".env": "k1:bb"}, []string{".env"}},
+		{"an older ferry's plain hash", map[string]string{".env": "aa"}, map[string]string{".env": "k1:bb"}, nil},
+		{"another key", map[string]string{".env": "k0:aa"}, map[string]string{".env": "k1:bb"}, nil},
+		{"removed", map[string]string{".env": "k1:aa"}, map[string]string{}, []string{".env"}},
+	} {
+		if got := ChangedShared(tc.before, tc.now); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: ChangedShared = %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

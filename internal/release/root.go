@@ -124,7 +124,14 @@ func (s *script) event(ev Event) {
 // ctime ferry's own hard links changed: ferry writes it once it has made or removed links to
 // the live release's inodes, so a live file with a newer ctime was changed by someone else
 // (even with its mtime set back).
-func (s *script) settled() { s.line(`touch "$R/.ferry/settled"`) }
+//
+// It is renewed by a rename, never written through: a link planted at its name is replaced.
+func (s *script) settled() { s.line(settledLine()) }
+
+func settledLine() string {
+	t := `"$R/.ferry/settled.tmp-` + randomSuffix() + `"`
+	return `(set -C; : >` + t + `) 2>/dev/null && mv -f ` + t + ` "$R/.ferry/settled"`
+}
 
 // settlingPrefix names the markers of background deletions still running (see emptyTrash).
 const settlingPrefix = "settling."

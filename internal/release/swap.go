@@ -55,13 +55,19 @@ func (r *Root) prepareSwap(ctx context.Context, ev Event, sharedFiles []string) 
 // Shared is the hashes of the shared files at this swap.
 func (sw *Swap) Shared() map[string]string { return sw.ev.Shared }
 
-// hashNotes reports the SHA-256 of each shared file that exists: "hash", file, sum.
+// hashNotes reports the SHA-256 of each shared file that exists: "hash", file, "<key id>:<sum>".
 //
 // The hash is keyed with .ferry/key, a random key only the deploy user can read, so that the
-// log's hashes of a short secret (.env) cannot be tried against guesses.
+// log's hashes of a short secret (.env) cannot be tried against guesses. The key's id goes with
+// each hash, so that hashes made with another key (or none, by an older ferry) are told apart
+// from a changed file (see ChangedShared).
 func hashNotes(s *script, files []string) {
+	if len(files) == 0 {
+		return
+	}
+	s.line(`kid=$(sha256sum <"$R/.ferry/key" 2>/dev/null | cut -c1-8)`)
 	for _, f := range files {
-		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$({ cat "$R/.ferry/key" 2>/dev/null; cat "$R/shared/"` + q(f) + `; } | sha256sum) && note hash ` + q(f) + ` "${h%% *}"; fi`)
+		s.line(`if [ -f "$R/shared/"` + q(f) + ` ]; then h=$({ cat "$R/.ferry/key" 2>/dev/null; cat "$R/shared/"` + q(f) + `; } | sha256sum) && note hash ` + q(f) + ` "$kid:${h%% *}"; fi`)
 	}
 }
 
