@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -352,6 +353,9 @@ func scan(cfg *config.Config, rep Reporter) (*transfer.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := sharedThroughLinks(full, cfg.SharedPaths()); err != nil {
+		return nil, err
+	}
 	cache.Save()
 	n, size := full.Without(cfg.SharedPaths()).Files()
 	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(start))
@@ -360,6 +364,47 @@ func scan(cfg *config.Config, rep Reporter) (*transfer.Manifest, error) {
 			plural(len(secrets), "file"), strings.Join(secrets[:min(3, len(secrets))], ", ")))
 	}
 	return full, nil
+}
+
+// sharedThroughLinks refuses a build where shared paths and links meet in a way that would
+// reach outside the release once the shared paths are links into <root>/shared: a shared path
+// under a directory the build has as a link (its link would be made through it, somewhere
+// else), and a link that climbs back out of a shared path ("uploads/.." is shared/ itself).
+func sharedThroughLinks(m *transfer.Manifest, shared []string) error {
+	idx := m.Index()
+	for _, sp := range shared {
+		for d := path.Dir(sp); d != "."; d = path.Dir(d) {
+			if e := idx[d]; e != nil && e.Type == transfer.TypeSymlink {
+				return &transfer.SourceError{Path: d, Err: fmt.Errorf("shared path %q is under %q, which the build has as a symlink; make %q a directory in the build", sp, d, d)}
+			}
+		}
+	}
+	for _, e := range m.Entries {
+		if e.Type != transfer.TypeSymlink {
+			continue
+		}
+		comps := strings.Split(e.Target, "/")
+		if dir := path.Dir(e.Path); dir != "." {
+			comps = append(strings.Split(dir, "/"), comps...)
+		}
+		var at []string
+		for _, c := range comps {
+			switch c {
+			case "", ".":
+				continue
+			case "..":
+				if len(at) > 0 && slices.Contains(shared, strings.Join(at, "/")) {
+					return &transfer.SourceError{Path: e.Path, Err: fmt.Errorf("symlink %q points to %q, which climbs out of the shared path %q: in the release that is <root>/shared, outside the release", e.Path, e.Target, strings.Join(at, "/"))}
+				}
+				if len(at) > 0 {
+					at = at[:len(at)-1]
+				}
+			default:
+				at = append(at, c)
+			}
+		}
+	}
+	return nil
 }
 
 // build runs the build command on this machine, in the config's directory.
