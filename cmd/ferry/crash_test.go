@@ -218,25 +218,7 @@ func TestInterruptedDeployLeavesNothingBehind(t *testing.T) {
 	s := newCrashSite(t, 100, `if [ -f ../../../slow ]; then touch ../../../started; sleep 60; fi`)
 	s.deploy()
 	good, _ := os.Readlink(filepath.Join(s.root, "current"))
-	os.WriteFile(filepath.Join(s.dir, "slow"), nil, 0o644)
-
-	var stderr bytes.Buffer
-	cmd := s.command("deploy")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := os.Stat(filepath.Join(s.dir, "started")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("hook never started:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	cmd, stderr := s.deployUntilTheHookStarts()
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
@@ -278,22 +260,7 @@ func TestInterruptDuringAfterActivateStopsTheHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.deploy()
-	os.WriteFile(filepath.Join(s.dir, "slow"), nil, 0o644)
-	var stderr bytes.Buffer
-	cmd := s.command("deploy")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(s.dir, "started")); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("hook never started:\n%s", stderr.String())
-		}
-	}
+	cmd, stderr := s.deployUntilTheHookStarts()
 	live, _ := os.Readlink(filepath.Join(s.root, "current"))
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
@@ -314,4 +281,26 @@ func TestInterruptDuringAfterActivateStopsTheHook(t *testing.T) {
 		}
 	}
 	s.check(true)
+}
+
+// deployUntilTheHookStarts starts a deploy whose hook waits (the file slow exists) and returns
+// once the hook has touched started.
+func (s *crashSite) deployUntilTheHookStarts() (*exec.Cmd, *bytes.Buffer) {
+	s.t.Helper()
+	os.WriteFile(filepath.Join(s.dir, "slow"), nil, 0o644)
+	var stderr bytes.Buffer
+	cmd := s.command("deploy")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(s.dir, "started")); err == nil {
+			return cmd, &stderr
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			s.t.Fatalf("hook never started:\n%s", stderr.String())
+		}
+	}
 }

@@ -15,10 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
-	"github.com/goccy/go-yaml/token"
 )
 
 // ErrConfig marks every error caused by the configuration file, so the CLI can exit with code 2.
@@ -171,9 +169,12 @@ const (
 	maxColumn    = 1000     // of a key or "-" outside brackets: block nesting takes indentation
 	maxAliasHops = 16       // anchors and aliases followed to reach one value
 	// A file may stand for at most this many values per token of its own, aliases included, and
-	// at least minValues: a billion laughs stops there.
+	// at least minValues: a billion laughs stops there. Likewise for text: an alias to a long
+	// value stands for all of it again, and each byte costs time and memory to check.
 	valuesPerToken = 4
 	minValues      = 10_000
+	textPerByte    = 4       // bytes of text a file may stand for per byte of its own
+	minText        = 1 << 20 // bytes
 )
 
 // Load reads, decodes and validates the file at path.
@@ -220,8 +221,7 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &decoder{file: file, anchors: map[string]ast.Node{}, pos: map[string]*token.Position{},
-		budget: max(minValues, valuesPerToken*len(tokens)), merging: map[ast.Node]bool{}}
+	d := newDecoder(file, body, len(tokens), len(data))
 	var c Config
 	if err := d.decode(body, reflect.ValueOf(&c).Elem(), "$"); err != nil {
 		return nil, err

@@ -50,6 +50,14 @@ func TestParseErrorsNamePosition(t *testing.T) {
 		{"health url without scheme", "root: /srv\nsource: .\nhealth: {url: 127.0.0.1/healthz}\n", `health url "127.0.0.1/healthz" must be an http:// or https:// URL`},
 		{"root inside the source", "root: /work/site/deploy\nsource: /work/site\n", "root /work/site/deploy is inside the build /work/site"},
 		{"root is the source", "root: /work/site\nsource: /work/site\n", "is inside the build"},
+		{"octal keep", "root: /srv\nsource: .\nkeep_releases: 0o17\n", "ferry.yaml:3:16: keep_releases must be a whole number in decimal digits, such as 5, not 0o17"},
+		{"binary keep", "root: /srv\nsource: .\nkeep_releases: 0b101\n", "ferry.yaml:3:16: keep_releases must be a whole number in decimal digits, such as 5, not 0b101"},
+		{"hexadecimal status", "root: /srv\nsource: .\nhealth: {url: http://a/, expect_status: 0xC8}\n", "ferry.yaml:3:41: health.expect_status must be a whole number in decimal digits, such as 5, not 0xC8"},
+		{"keep beyond 32 bits", "root: /srv\nsource: .\nkeep_releases: 3000000000\n", "ferry.yaml:3:16: keep_releases 3000000000 is out of range: keep 1 or more releases, such as 5"},
+		{"negative keep beyond 32 bits", "root: /srv\nsource: .\nkeep_releases: -3000000000\n", "ferry.yaml:3:16: keep_releases -3000000000 is out of range: keep 1 or more releases"},
+		{"tag that does not fit", "root: /srv\nsource: .\nkeep_releases: !!int 5m\n", "ferry.yaml:3:16: keep_releases: the YAML tag !!int does not fit 5m; remove it"},
+		{"alias to a list where text goes", "root: /srv\nsource: .\nexclude: &x [a]\napp: *x\n", "ferry.yaml:4:6: app: expected a string, got a list"},
+		{"second document after a %TAG directive", "%TAG !e! tag:example.com,2000:\n---\nroot: /srv\nsource: .\n---\nroot: /x\n", "ferry.yaml:5:1: a second YAML document"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("ferry.yaml", []byte(tc.yaml))
@@ -209,10 +217,15 @@ func TestLoadRefusesHugeInput(t *testing.T) {
 		refs := strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*a%d, ", i-1), 20), ", ")
 		bomb += fmt.Sprintf("  - &a%d {<<: [%s], name: n%d}\n", i, refs, i)
 	}
+	// 16,000 aliases to one 64 KiB value stand for 1 GiB of text.
+	long := "app: &a ./" + strings.Repeat("a/", maxValueSize/2-2) + "\n"
+	aliases := "[" + strings.TrimSuffix(strings.Repeat("*a, ", 16_000), ", ") + "]\n"
 	for _, tc := range []struct {
 		name, data, want string
 	}{
 		{"empty", "", "1:1: the file is empty"},
+		{"64 KiB assets 16,000 times", head + long + "assets: " + aliases, "4:70: aliases make the file stand for far more text than it holds"},
+		{"64 KiB exclude patterns 16,000 times", head + long + "exclude: " + aliases, "4:71: aliases make the file stand for far more text than it holds"},
 		{"larger than 1 MiB", head + "app: " + strings.Repeat("a", 2<<20) + "\n", fmt.Sprintf("3:%d: the file is larger than 1 MiB", maxFileSize-len(head)+1)},
 		{"brackets 100,000 deep", head + "exclude: " + strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000) + "\n", "3:42: brackets nested more than 32 deep"},
 		{"lists 100,000 deep", head + "exclude:\n" + strings.Repeat("- ", 100_000) + "x\n", "4:1001: nested or indented too deeply"},
@@ -229,6 +242,31 @@ func TestLoadRefusesHugeInput(t *testing.T) {
 			err := loadBounded(t, file)
 			if !strings.Contains(err.Error(), file+":"+tc.want) {
 				t.Errorf("err = %.300v\nwant it to contain %q", err, file+":"+tc.want)
+			}
+		})
+	}
+}
+
+// TestValidateLongValuesQuickly covers values whose check once took time quadratic in their
+// length: deep shared paths, and a class in an exclude pattern with many "[:".
+func TestValidateLongValuesQuickly(t *testing.T) {
+	const n = 256 << 10 // quadratic: seconds; linear: milliseconds
+	for _, tc := range []struct {
+		name string
+		c    Config
+	}{
+		// Beside a few more paths: a map of up to 8 holds a key of another length without hashing it.
+		{"shared path 256 Ki deep", Config{Shared: Shared{Dirs: append(strings.Fields("b c d e f g h i j"), strings.Repeat("a/", n)+"a")}}},
+		{"exclude class 256 Ki long", Config{Exclude: []string{"[" + strings.Repeat("[:", n) + "x]"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.c.Root, tc.c.Source, tc.c.Reuse, tc.c.Check.Nginx = "/srv/www", "/work/build", "link", "nginx -T"
+			start := time.Now()
+			if err := tc.c.validate(); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > time.Second {
+				t.Errorf("validate took %v", d)
 			}
 		})
 	}
@@ -303,6 +341,20 @@ func TestParseAccepts(t *testing.T) {
 			check: func(c *Config) any { return c.Hosts },
 			want: []Host{{SSH: "deploy@web1", Roles: []string{"web"}}, {SSH: "deploy@web2", Roles: []string{"web"}},
 				{SSH: "a", Roles: []string{"first"}, Root: "/var/www", Name: "web3"}, {SSH: "web4", Root: "/srv/www/example.com"}}},
+		{name: "%YAML directive", yaml: "%YAML 1.2\n---\n" + head, check: func(c *Config) any { return c.Root }, want: "/srv/www/example.com"},
+		{name: "%TAG directive", yaml: "%TAG !e! tag:example.com,2000:\n---\n" + head},
+		{name: "decimal counts", yaml: head + "keep_releases: 010\nhealth: {url: http://a/, expect_status: +0204}\n",
+			check: func(c *Config) any { return []int{c.Keep(), c.Health.ExpectStatus} }, want: []int{10, 204}},
+		{name: "merge key after an anchor in the same mapping", yaml: head + "hosts:\n  - name: &n web1\n    <<: {ssh: *n}\n",
+			check: func(c *Config) any { return c.Hosts }, want: []Host{{SSH: "web1", Name: "web1"}}},
+		{name: "anchored keys", yaml: head + "&k app: example.com\nhooks: {&s before_activate: [{run: make}]}\n",
+			check: func(c *Config) any { return []string{c.App, c.Hooks.BeforeActivate[0].Run} }, want: []string{"example.com", "make"}},
+		{name: "core tags that fit", yaml: head + "keep_releases: !!int 3\nhosts: !!seq [local]\nhealth: !!map {url: !!str http://a/}\n" +
+			"hooks:\n  before_activate:\n    - !!map\n      run: !!str |\n        make\n      once: !!bool true\n",
+			check: func(c *Config) any { return []any{c.Keep(), c.Hosts, c.Health.URL, c.Hooks.BeforeActivate} },
+			want:  []any{3, []Host{{Local: true}}, "http://a/", []Hook{{Run: "make\n", Once: true}}}},
+		{name: "shared names like .ferry", yaml: head + "shared: {files: [.ferryrc, config/.ferry], dirs: [.ferry_cache]}\n",
+			check: func(c *Config) any { return c.SharedPaths() }, want: []string{".ferryrc", "config/.ferry", ".ferry_cache"}},
 		{name: "gitignore patterns", yaml: head + `exclude: ["!keep.log", "**/*.log", /tmp/, "[!a-z]*", "[[:digit:]]*", "[a-]", '\#notes', 'a\ ', "[]]"]` + "\n"},
 		{name: "ssh specs", yaml: head + "hosts:\n  - ssh: deploy@web1.example.com:2222\n  - ssh: '[::1]:22'\n  - ssh: web2\n  - ssh: user@host@bastion\n"},
 		{name: "a long hook", yaml: head + "hooks:\n  before_activate:\n    - run: |\n" + strings.Repeat("        echo "+strings.Repeat("x", 100)+"\n", 40)},
@@ -310,7 +362,7 @@ func TestParseAccepts(t *testing.T) {
 root: /srv/www/example.com
 build: {command: "npm ci && npm run build", output: dist}
 exclude: [.git, "**/*.log"]
-keep_releases: 0x10
+keep_releases: 16
 shared:
   files: [.env, config/secrets.yml]
   dirs: [public/uploads, storage]

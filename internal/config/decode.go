@@ -7,7 +7,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"slices"
 	"strconv"
@@ -28,7 +27,6 @@ func checkText(file string, data []byte) error {
 		line, col := lineColumn(data, maxFileSize)
 		return &Error{File: file, Line: line, Column: col, Msg: fmt.Sprintf("the file is larger than %d MiB; a ferry.yaml is a few KiB", maxFileSize>>20)}
 	}
-	line, col := 1, 1
 	for i := 0; i < len(data); {
 		r, size := utf8.DecodeRune(data[i:])
 		var msg string
@@ -39,12 +37,8 @@ func checkText(file string, data []byte) error {
 			msg = fmt.Sprintf("the control character %U is not allowed in a YAML file", r)
 		}
 		if msg != "" {
+			line, col := lineColumn(data, i)
 			return &Error{File: file, Line: line, Column: col, Msg: msg}
-		}
-		if r == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
 		}
 		i += size
 	}
@@ -57,6 +51,7 @@ func printable(r rune) bool {
 		(r >= 0xa0 && r <= 0xd7ff) || (r >= 0xe000 && r <= 0xfffd) || (r >= 0x10000 && r <= utf8.MaxRune)
 }
 
+// lineColumn is the line and column, in characters, of the byte at offset.
 func lineColumn(data []byte, offset int) (line, col int) {
 	line, col = 1, 1
 	for _, r := range string(data[:offset]) {
@@ -133,9 +128,11 @@ func document(file string, f *ast.File) (ast.Node, error) {
 	return body, nil
 }
 
+// empty reports whether a document holds no value: nothing, comments, or only the directives
+// (%YAML 1.2, %TAG) that go-yaml makes a document of their own, ended by the --- that follows.
 func empty(n ast.Node) bool {
 	switch n.(type) {
-	case nil, *ast.NullNode, *ast.CommentGroupNode, *ast.CommentNode:
+	case nil, *ast.NullNode, *ast.CommentGroupNode, *ast.CommentNode, *ast.DirectiveNode:
 		return true
 	}
 	return false
@@ -145,17 +142,25 @@ func empty(n ast.Node) bool {
 // a value of the wrong type (a number or a boolean where text goes, a float for a count) is an
 // error, and every error names the value's line and column and its key.
 type decoder struct {
-	file    string
-	anchors map[string]ast.Node
+	file string
+	// targets is the value each alias stands for (see bind).
+	targets map[*ast.AliasNode]ast.Node
 	// pos is where each decoded value was written, by its YAML path ($.hosts[0].ssh), so that
 	// validation can report a bad value at its position.
 	pos map[string]*token.Position
-	// budget is how many more values the file may stand for, aliases expanded.
-	budget int
+	// values and text are how many more values, and bytes of text, the file may stand for with
+	// its aliases expanded: an alias to a long value stands for all of its text again.
+	values, text int
 	// merging holds the mappings being decoded, so that one merged into itself is refused.
 	merging map[ast.Node]bool
 	// expanding is the outermost alias or merge being decoded: where a bomb goes off.
 	expanding ast.Node
+}
+
+func newDecoder(file string, body ast.Node, tokens, size int) *decoder {
+	return &decoder{file: file, targets: bind(body), pos: map[string]*token.Position{},
+		values: max(minValues, valuesPerToken*tokens), text: max(minText, textPerByte*size),
+		merging: map[ast.Node]bool{}}
 }
 
 func (d *decoder) errorf(n ast.Node, format string, args ...any) error {
@@ -210,17 +215,42 @@ func (d *decoder) positioned(p, msg string) error {
 	return e
 }
 
-// resolve follows anchors (recording them) and aliases to the node that holds a value.
+// bind finds, in document order, the value each alias of body stands for: that of the last
+// anchor of its name before it. Decoding may then take a mapping's merge keys before its other
+// keys and still follow every alias as the file reads.
+func bind(body ast.Node) map[*ast.AliasNode]ast.Node {
+	anchors := map[string]ast.Node{}
+	targets := map[*ast.AliasNode]ast.Node{}
+	ast.Walk(visitor(func(n ast.Node) {
+		switch a := n.(type) {
+		case *ast.AnchorNode:
+			anchors[a.Name.GetToken().Value] = a.Value
+		case *ast.AliasNode:
+			if target, ok := anchors[a.Value.GetToken().Value]; ok {
+				targets[a] = target
+			}
+		}
+	}), body)
+	return targets
+}
+
+type visitor func(ast.Node)
+
+func (v visitor) Visit(n ast.Node) ast.Visitor {
+	v(n)
+	return v
+}
+
+// resolve follows anchors and aliases to the node that holds a value.
 func (d *decoder) resolve(n ast.Node) (ast.Node, error) {
 	for range maxAliasHops {
 		switch a := n.(type) {
 		case *ast.AnchorNode:
-			d.anchors[a.Name.GetToken().Value] = a.Value
 			n = a.Value
 		case *ast.AliasNode:
-			name := a.Value.GetToken().Value
-			target, ok := d.anchors[name]
+			target, ok := d.targets[a]
 			if !ok {
+				name := a.Value.GetToken().Value
 				return nil, d.errorf(a, "alias *%s: no anchor &%s comes before it", name, name)
 			}
 			n = target
@@ -231,14 +261,39 @@ func (d *decoder) resolve(n ast.Node) (ast.Node, error) {
 	return nil, d.errorf(n, "anchors and aliases refer to each other more than %d times over", maxAliasHops)
 }
 
-func (d *decoder) spend(n ast.Node) error {
-	if d.budget--; d.budget < 0 {
-		if d.expanding != nil {
-			n = d.expanding
-		}
+// spend takes one value and its bytes of text from what the file may stand for.
+func (d *decoder) spend(n ast.Node, text int) error {
+	d.values--
+	d.text -= text
+	if d.values >= 0 && d.text >= 0 {
+		return nil
+	}
+	if d.expanding != nil {
+		n = d.expanding
+	}
+	if d.values < 0 {
 		return d.errorf(n, "aliases make the file stand for far more values than it holds (a YAML bomb?); ferry.yaml needs no such nesting")
 	}
-	return nil
+	return d.errorf(n, "aliases make the file stand for far more text than it holds (a YAML bomb?); ferry.yaml needs no such repetition")
+}
+
+// textSize is how many bytes of text a value holds: none for a mapping or a list, whose
+// values are counted each on its own.
+func textSize(n ast.Node) int {
+	switch t := n.(type) {
+	case nil, *ast.MappingNode, *ast.SequenceNode:
+		return 0
+	case *ast.StringNode:
+		return len(t.Value)
+	case *ast.LiteralNode:
+		if t.Value != nil {
+			return len(t.Value.Value)
+		}
+	}
+	if tk := n.GetToken(); tk != nil {
+		return len(tk.Value)
+	}
+	return 0
 }
 
 // expand notes that n, an alias or a merge, is being decoded, unless one that holds it is; the
@@ -259,55 +314,104 @@ var (
 
 // decode stores the value of node n, at YAML path p, in v.
 func (d *decoder) decode(n ast.Node, v reflect.Value, p string) error {
-	if err := d.spend(n); err != nil {
-		return err
-	}
 	d.pos[p] = nodePos(n) // where it is used: an alias rather than its anchor
+	// A value of the wrong type is reported where it is used, too.
+	var at ast.Node
 	if _, ok := n.(*ast.AliasNode); ok {
 		defer d.expand(n)()
+		at = n
 	}
 	n, err := d.resolve(n)
 	if err != nil {
+		return err
+	}
+	if at == nil {
+		at = n
+	}
+	if t, ok := n.(*ast.TagNode); ok {
+		if n, err = d.untag(t, at, p); err != nil {
+			return err
+		}
+	}
+	if err := d.spend(at, textSize(n)); err != nil {
 		return err
 	}
 	if _, ok := n.(*ast.NullNode); ok || n == nil {
 		v.SetZero() // "key:" or "key: ~" is the same as no key
 		return nil
 	}
-	return d.value(n, v, p)
+	return d.value(n, at, v, p)
 }
 
-// value stores n, neither an anchor nor an alias nor null, in v.
-func (d *decoder) value(n ast.Node, v reflect.Value, p string) error {
+// untag returns the value of t, a tagged node used at at, if the tag is one of YAML's core tags
+// and fits the value: !!map {…}, !!seq […], !!int 5, !!bool true, and !!str before any value
+// written as text (!!str 2024 is the text 2024).
+func (d *decoder) untag(t *ast.TagNode, at ast.Node, p string) (ast.Node, error) {
+	tag := t.Start.Value
+	n, err := d.resolve(t.Value)
+	if err != nil {
+		return nil, err
+	}
+	fits := false
+	switch tag {
+	case "!!str":
+		switch s := n.(type) {
+		case *ast.StringNode, *ast.LiteralNode, *ast.NullNode:
+			return n, nil
+		case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
+			return ast.String(s.GetToken()), nil
+		}
+	case "!!int":
+		_, fits = n.(*ast.IntegerNode)
+	case "!!bool":
+		_, fits = n.(*ast.BoolNode)
+	case "!!map":
+		_, fits = n.(*ast.MappingNode)
+	case "!!seq":
+		_, fits = n.(*ast.SequenceNode)
+	default:
+		return nil, d.errorf(at, "%s: the YAML tag %s is not supported; remove it", keyOf(p), tag)
+	}
+	if !fits {
+		return nil, d.errorf(at, "%s: the YAML tag %s does not fit %s; remove it", keyOf(p), tag, describe(n))
+	}
+	return n, nil
+}
+
+// numberRange says which numbers a whole-number key takes, for one far out of that range.
+var numberRange = map[string]string{
+	"$.keep_releases":        "keep 1 or more releases, such as 5",
+	"$.health.expect_status": "use an HTTP status from 100 to 599, such as 200",
+}
+
+// value stores n, neither an anchor nor an alias nor a tag nor null, in v. An error in n itself
+// is reported at at, where n is used.
+func (d *decoder) value(n, at ast.Node, v reflect.Value, p string) error {
 	key := keyOf(p)
 	switch v.Type() {
 	case hostType:
 		if s, ok := n.(*ast.StringNode); ok {
 			if s.Value != "local" {
-				return d.errorf(n, "host %s: write \"local\" or a mapping such as {ssh: deploy@web1}", quote(s.Value))
+				return d.errorf(at, "host %s: write \"local\" or a mapping such as {ssh: deploy@web1}", quote(s.Value))
 			}
 			v.Set(reflect.ValueOf(Host{Local: true}))
 			return nil
 		}
-		if _, ok := n.(*ast.MappingNode); !ok {
-			return d.errorf(n, "%s: expected \"local\" or a mapping such as {ssh: deploy@web1}, got %s", key, describe(n))
+		m, ok := n.(*ast.MappingNode)
+		if !ok {
+			return d.errorf(at, "%s: expected \"local\" or a mapping such as {ssh: deploy@web1}, got %s", key, describe(n))
 		}
-		return d.decodeStruct(n, v, p)
+		return d.decodeStruct(m, v, p)
 	case countType:
-		x, err := wholeNumber(n)
-		if err != nil {
-			return d.errorf(n, "%s %v", key, err)
-		}
-		v.SetInt(x)
-		return nil
+		return d.wholeNumber(n, at, v, p)
 	case durationType:
 		s, ok := n.(*ast.StringNode)
 		if !ok {
-			return d.errorf(n, "%s: expected a duration such as 30s, got %s", key, describe(n))
+			return d.errorf(at, "%s: expected a duration such as 30s, got %s", key, describe(n))
 		}
 		t, err := time.ParseDuration(s.Value)
 		if err != nil {
-			return d.errorf(n, "%s: %s is not a duration: write it as 30s, 2m or 1h", key, quote(s.Value))
+			return d.errorf(at, "%s: %s is not a duration: write it as 30s, 2m or 1h", key, quote(s.Value))
 		}
 		v.SetInt(int64(t))
 		return nil
@@ -315,7 +419,7 @@ func (d *decoder) value(n ast.Node, v reflect.Value, p string) error {
 	switch v.Kind() {
 	case reflect.Pointer:
 		e := reflect.New(v.Type().Elem())
-		if err := d.value(n, e.Elem(), p); err != nil {
+		if err := d.value(n, at, e.Elem(), p); err != nil {
 			return err
 		}
 		v.Set(e)
@@ -326,38 +430,27 @@ func (d *decoder) value(n ast.Node, v reflect.Value, p string) error {
 			s = t.Value
 		case *ast.LiteralNode:
 			s = t.Value.Value
-		case *ast.TagNode:
-			// !!str 5 is YAML's way to write the text 5; every other tag is refused.
-			inner, ok := t.Value.(ast.ScalarNode)
-			if t.Start.Value != "!!str" || !ok || inner.GetToken() == nil {
-				return d.errorf(n, "%s: the YAML tag %s is not supported; remove it", key, t.Start.Value)
-			}
-			s = inner.GetToken().Value
 		case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode, *ast.InfinityNode, *ast.NanNode:
-			return d.errorf(n, "%s: expected a string, got %s; put it in quotes if it is meant as text", key, describe(n))
+			return d.errorf(at, "%s: expected a string, got %s; put it in quotes if it is meant as text", key, describe(n))
 		default:
-			return d.errorf(n, "%s: expected a string, got %s", key, describe(n))
+			return d.errorf(at, "%s: expected a string, got %s", key, describe(n))
 		}
 		if r, bad := controlChar(s, "\t\n"); bad {
-			return d.errorf(n, "%s: the control character %U is not allowed in a value", key, r)
+			return d.errorf(at, "%s: the control character %U is not allowed in a value", key, r)
 		}
 		v.SetString(s)
 	case reflect.Bool:
 		b, ok := n.(*ast.BoolNode)
 		if !ok {
-			return d.errorf(n, "%s: expected true or false, got %s", key, describe(n))
+			return d.errorf(at, "%s: expected true or false, got %s", key, describe(n))
 		}
 		v.SetBool(b.Value)
 	case reflect.Int:
-		x, err := wholeNumber(n)
-		if err != nil {
-			return d.errorf(n, "%s %v", key, err)
-		}
-		v.SetInt(x)
+		return d.wholeNumber(n, at, v, p)
 	case reflect.Slice:
 		seq, ok := n.(*ast.SequenceNode)
 		if !ok {
-			return d.errorf(n, "%s: expected a list such as [a, b], got %s", key, describe(n))
+			return d.errorf(at, "%s: expected a list such as [a, b], got %s", key, describe(n))
 		}
 		s := reflect.MakeSlice(v.Type(), len(seq.Values), len(seq.Values))
 		for i, item := range seq.Values {
@@ -367,64 +460,71 @@ func (d *decoder) value(n ast.Node, v reflect.Value, p string) error {
 		}
 		v.Set(s)
 	case reflect.Struct:
-		return d.decodeStruct(n, v, p)
-	default:
-		return d.errorf(n, "%s: cannot hold a value", key)
-	}
-	return nil
-}
-
-// wholeNumber reads an integer that fits in 32 bits: a count or an HTTP status, never 1.9 or
-// "3". Its error completes a sentence that starts with the key.
-func wholeNumber(n ast.Node) (int64, error) {
-	var x int64
-	big := false
-	switch t := n.(type) {
-	case *ast.IntegerNode:
-		switch v := t.Value.(type) {
-		case int64:
-			x = v
-		case uint64:
-			x, big = int64(min(v, math.MaxInt64)), v > math.MaxInt32
+		m, ok := n.(*ast.MappingNode)
+		if ok {
+			return d.decodeStruct(m, v, p)
 		}
-	case *ast.StringNode:
-		// go-yaml reads a plain integer too long for 64 bits as text.
-		if tk := t.GetToken(); tk != nil && tk.Type == token.StringType && strings.TrimLeft(strings.TrimPrefix(t.Value, "-"), "0123456789") == "" && len(t.Value) > 1 {
-			big = true
-			break
-		}
-		return 0, fmt.Errorf("must be a whole number, not %s", describe(n))
-	default:
-		return 0, fmt.Errorf("must be a whole number, not %s", describe(n))
-	}
-	if big || x > math.MaxInt32 || x < math.MinInt32 {
-		return 0, fmt.Errorf("must be a whole number from %d to %d, not %s", math.MinInt32, math.MaxInt32, describe(n))
-	}
-	return x, nil
-}
-
-// decodeStruct stores the mapping n in the struct v. Keys merged in with "<<: *anchor" come
-// first, so that the mapping's own keys win over them.
-func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, p string) error {
-	if err := d.spend(n); err != nil {
-		return err
-	}
-	m, ok := n.(*ast.MappingNode)
-	if !ok {
 		if p == "$" {
 			what := "a single value"
 			if _, ok := n.(*ast.SequenceNode); ok {
 				what = "a list"
 			}
-			return d.errorf(n, "ferry.yaml must be a mapping of keys such as root: and source:, not %s", what)
+			return d.errorf(at, "ferry.yaml must be a mapping of keys such as root: and source:, not %s", what)
 		}
-		return d.errorf(n, "%s: expected a mapping (key: value), got %s", keyOf(p), describe(n))
+		return d.errorf(at, "%s: expected a mapping (key: value), got %s", key, describe(n))
+	default:
+		return d.errorf(at, "%s: cannot hold a value", key)
 	}
-	if d.merging[m] {
-		return d.errorf(n, "%s: this mapping is merged into itself", keyOf(p))
+	return nil
+}
+
+// wholeNumber stores in v a count or an HTTP status written in decimal digits, with an optional
+// sign: never 1.9, "3", 0x10 or 1_000. The number's own text is read, so that 010 is ten
+// as it reads, not eight.
+func (d *decoder) wholeNumber(n, at ast.Node, v reflect.Value, p string) error {
+	key := keyOf(p)
+	var text string
+	switch t := n.(type) {
+	case *ast.IntegerNode:
+		text = t.GetToken().Value
+	case *ast.StringNode:
+		// go-yaml reads a plain integer too long for 64 bits as text.
+		if tk := t.GetToken(); tk != nil && tk.Type == token.StringType {
+			text = t.Value
+		}
 	}
-	d.merging[m] = true
-	defer delete(d.merging, m)
+	x, err := strconv.ParseInt(text, 10, 32)
+	switch {
+	case errors.Is(err, strconv.ErrRange):
+		msg := fmt.Sprintf("%s %s is out of range", key, describe(n))
+		if r := numberRange[p]; r != "" {
+			msg += ": " + r
+		}
+		return d.errorf(at, "%s", msg)
+	case err != nil && isInteger(n):
+		return d.errorf(at, "%s must be a whole number in decimal digits, such as 5, not %s", key, describe(n))
+	case err != nil:
+		return d.errorf(at, "%s must be a whole number, not %s", key, describe(n))
+	}
+	v.SetInt(x)
+	return nil
+}
+
+func isInteger(n ast.Node) bool {
+	_, ok := n.(*ast.IntegerNode)
+	return ok
+}
+
+// decodeStruct stores the mapping m in the struct v. Keys merged in with "<<: *anchor" come
+// first, so that the mapping's own keys win over them.
+func (d *decoder) decodeStruct(m *ast.MappingNode, v reflect.Value, p string) error {
+	if err := d.spend(m, 0); err != nil {
+		return err
+	}
+	if !d.merging[m] {
+		d.merging[m] = true
+		defer delete(d.merging, m)
+	}
 	fields := map[string]int{}
 	var names []string
 	for i := range v.NumField() {
@@ -437,27 +537,9 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, p string) error {
 		if !kv.Key.IsMergeKey() {
 			continue
 		}
-		src, err := d.resolve(kv.Value)
+		sources, err := d.mergeSources(kv.Value, p)
 		if err != nil {
 			return err
-		}
-		sources := []ast.Node{src}
-		if seq, ok := src.(*ast.SequenceNode); ok {
-			sources = nil
-			for _, item := range seq.Values {
-				if item, err = d.resolve(item); err != nil {
-					return err
-				}
-				sources = append(sources, item)
-			}
-		}
-		for _, src := range sources {
-			if _, ok := src.(*ast.MappingNode); !ok {
-				return d.errorf(kv.Value, "<<: merges a mapping or a list of mappings, not %s", describe(src))
-			}
-			if d.merging[src] {
-				return d.errorf(kv.Value, "<<: merges a mapping into itself")
-			}
 		}
 		// Of a list of mappings, the earlier ones win: merge them last.
 		done := d.expand(kv.Value)
@@ -472,16 +554,7 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, p string) error {
 		if kv.Key.IsMergeKey() {
 			continue
 		}
-		var name string
-		k := ast.Node(kv.Key)
-		if mk, ok := k.(*ast.MappingKeyNode); ok {
-			k = mk.Value
-		}
-		if s, ok := k.(*ast.StringNode); ok {
-			name = s.Value
-		} else if tk := k.GetToken(); tk != nil {
-			name = tk.Value
-		}
+		name := d.keyName(kv.Key)
 		i, ok := fields[name]
 		if !ok {
 			hint := ""
@@ -501,6 +574,84 @@ func (d *decoder) decodeStruct(n ast.Node, v reflect.Value, p string) error {
 		}
 	}
 	return nil
+}
+
+// mergeSources returns the mappings that "<<: value" merges: one, or a list of them.
+func (d *decoder) mergeSources(value ast.Node, p string) ([]*ast.MappingNode, error) {
+	var items []ast.Node
+	n, err := d.untagged(value, p)
+	if err != nil {
+		return nil, err
+	}
+	if seq, ok := n.(*ast.SequenceNode); ok {
+		for _, item := range seq.Values {
+			if item, err = d.untagged(item, p); err != nil {
+				return nil, err
+			}
+			items = append(items, item)
+		}
+	} else {
+		items = []ast.Node{n}
+	}
+	var sources []*ast.MappingNode
+	for _, item := range items {
+		src, ok := item.(*ast.MappingNode)
+		if !ok {
+			what := describe(item)
+			if s, ok := item.(*ast.StringNode); ok {
+				what = quote(s.Value)
+			}
+			return nil, d.errorf(value, "<<: merges a mapping or a list of mappings, not %s", what)
+		}
+		if d.merging[src] {
+			return nil, d.errorf(value, "<<: merges a mapping into itself")
+		}
+		sources = append(sources, src)
+	}
+	return sources, nil
+}
+
+// untagged resolves n and, if it is tagged, its tag.
+func (d *decoder) untagged(n ast.Node, p string) (ast.Node, error) {
+	at := n
+	n, err := d.resolve(n)
+	if t, ok := n.(*ast.TagNode); ok && err == nil {
+		return d.untag(t, at, p)
+	}
+	return n, err
+}
+
+// keyName is the text of a mapping's key: "app" for app, &k app, !!str app and *k.
+func (d *decoder) keyName(k ast.Node) string {
+	for range maxAliasHops {
+		switch t := k.(type) {
+		case nil:
+			return ""
+		case *ast.MappingKeyNode:
+			k = t.Value
+		case *ast.AnchorNode:
+			k = t.Value
+		case *ast.AliasNode:
+			target, ok := d.targets[t]
+			if !ok {
+				return "*" + t.Value.GetToken().Value
+			}
+			k = target
+		case *ast.TagNode:
+			if t.Start.Value != "!!str" {
+				return t.Start.Value
+			}
+			k = t.Value
+		case *ast.StringNode:
+			return t.Value
+		default:
+			if tk := k.GetToken(); tk != nil {
+				return tk.Value
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // describe names a value in an error: its text if it is short, else what kind of value it is.
@@ -601,37 +752,18 @@ func controlChar(s, allowed string) (rune, bool) {
 }
 
 // decodeError turns a go-yaml parse error into an *Error with a position and a plain message.
+// parser.Parse returns only yaml.Error values; anything else is shown as it is.
 func decodeError(file string, err error) error {
 	var ye yaml.Error
-	if errors.As(err, &ye) {
-		e := &Error{File: file, Msg: ye.GetMessage()}
-		if tk := ye.GetToken(); tk != nil && tk.Position != nil {
-			e.Line, e.Column = tk.Position.Line, tk.Position.Column
-		}
-		if strings.Contains(e.Msg, "'\t'") {
-			e.Msg += " (indent with spaces: YAML does not allow tabs there)"
-		}
-		return e
+	if !errors.As(err, &ye) {
+		return &Error{File: file, Msg: err.Error()}
 	}
-	msg := err.Error()
-	if line, col, rest, ok := leadingPosition(msg); ok {
-		return &Error{File: file, Line: line, Column: col, Msg: rest}
+	e := &Error{File: file, Msg: ye.GetMessage()}
+	if tk := ye.GetToken(); tk != nil && tk.Position != nil {
+		e.Line, e.Column = tk.Position.Line, tk.Position.Column
 	}
-	return &Error{File: file, Msg: firstLine(msg)}
-}
-
-// leadingPosition parses "[3:5] message" as go-yaml formats wrapped errors.
-func leadingPosition(msg string) (line, col int, rest string, ok bool) {
-	if _, err := fmt.Sscanf(msg, "[%d:%d]", &line, &col); err != nil {
-		return 0, 0, "", false
+	if strings.Contains(e.Msg, "'\t'") {
+		e.Msg += " (indent with spaces: YAML does not allow tabs there)"
 	}
-	if i := strings.Index(msg, "]"); i >= 0 {
-		rest = strings.TrimSpace(firstLine(msg[i+1:]))
-	}
-	return line, col, rest, true
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
+	return e
 }

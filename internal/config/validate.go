@@ -26,8 +26,11 @@ func invalid(p, format string, args ...any) error {
 	return &validationError{path: p, msg: fmt.Sprintf(format, args...)}
 }
 
-// reservedPrefix starts the names ferry itself gives to files in a release while it prepares it.
-const reservedPrefix = ".ferry"
+// reserved reports whether name, at the top of a release, is one ferry gives its own files
+// there: .ferry, and .ferry-<token> while it prepares the release. .ferryrc is the user's.
+func reserved(name string) bool {
+	return name == ".ferry" || strings.HasPrefix(name, ".ferry-")
+}
 
 func (c *Config) validate() error {
 	if strings.TrimSpace(c.Root) == "" {
@@ -75,8 +78,8 @@ func (c *Config) validate() error {
 			if err != nil {
 				return invalid(where, "shared path %s: %v", quote(p), err)
 			}
-			if first, _, _ := strings.Cut(clean, "/"); strings.HasPrefix(first, reservedPrefix) {
-				return invalid(where, "shared path %s: names that start with %s are ferry's own inside a release", quote(p), reservedPrefix)
+			if first, _, _ := strings.Cut(clean, "/"); reserved(first) {
+				return invalid(where, "shared path %s: .ferry and names that start with .ferry- are ferry's own inside a release", quote(p))
 			}
 			if other, ok := seen[clean]; ok {
 				return invalid(where, "shared path %s is listed twice (also at %s)", quote(p), keyOf(other))
@@ -86,9 +89,15 @@ func (c *Config) validate() error {
 			list[i] = clean
 		}
 	}
+	// Only prefixes as long as some shared path can be one: looking up every prefix of a long
+	// path would take time quadratic in its length.
+	lengths := map[int]bool{}
+	for _, p := range order {
+		lengths[len(p)] = true
+	}
 	for _, b := range order {
 		for i := range len(b) {
-			if a := b[:i]; b[i] == '/' && seen[a] != "" {
+			if a := b[:i]; b[i] == '/' && lengths[i] && seen[a] != "" {
 				return invalid(seen[b], "shared path %s lies inside shared path %s", quote(b), quote(a))
 			}
 		}
@@ -338,15 +347,17 @@ func classEnd(pat string, start int) (int, error) {
 	if i < len(pat) && pat[i] == ']' {
 		i++
 	}
+	names := true // whether a ":]" may still close a "[:"; once none does, none later will
 	for ; i < len(pat); i++ {
 		switch {
 		case pat[i] == '\\':
 			i++
 		case pat[i] == ']':
 			return i, nil
-		case strings.HasPrefix(pat[i:], "[:"):
+		case names && strings.HasPrefix(pat[i:], "[:"):
 			end := strings.Index(pat[i+2:], ":]")
 			if end < 0 {
+				names = false
 				continue
 			}
 			name := pat[i+2 : i+2+end]
