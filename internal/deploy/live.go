@@ -145,47 +145,38 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 }
 
 // differentHashes tells which files of release id no longer have the content the manifest
-// records (or are gone), hashing them on the host in one request: batches of sha256sum, each
-// after a line saying which of its files exist.
+// records, or are gone, hashing them on the host in one request (sha256sum through xargs; a file
+// that is not a regular file, or cannot be read, gives no line and counts as changed).
 func differentHashes(ctx context.Context, root *release.Root, id string, files []transfer.Entry) (map[string]bool, error) {
 	var b strings.Builder
 	b.WriteString("cd " + host.Quote(root.ReleaseDir(id)) + " || exit 1\nprintf '%s\\0'")
 	for _, e := range files {
-		b.WriteString(" " + host.Quote(e.Path))
+		b.WriteString(" " + host.Quote("./"+e.Path))
 	}
-	b.WriteString(` | xargs -0 sh -c 'for f; do shift; if [ -f "$f" ] && [ ! -L "$f" ]; then set -- "$@" "$f"; printf 1; else printf 0; fi; done; echo; [ $# -eq 0 ] || sha256sum -- "$@"' sh` + "\n")
+	b.WriteString(" | xargs -0 sha256sum -- 2>/dev/null\nexit 0\n")
 	out, err := root.Host.Script(ctx, b.String())
 	if err != nil {
 		return nil, err
 	}
-	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
-	differ := map[string]bool{}
-	k := 0
-	for len(lines) > 0 {
-		flags := lines[0]
-		lines = lines[1:]
-		for _, f := range flags {
-			if k >= len(files) {
-				return nil, fmt.Errorf("unexpected answer %q", out)
-			}
-			e := files[k]
-			k++
-			if f != '1' {
-				differ[e.Path] = true
-				continue
-			}
-			if len(lines) == 0 {
-				return nil, fmt.Errorf("unexpected answer %q", out)
-			}
-			// A name sha256sum had to escape starts its line with a backslash.
-			if h, _, _ := strings.Cut(strings.TrimPrefix(lines[0], "\\"), " "); h != e.Hash {
-				differ[e.Path] = true
-			}
-			lines = lines[1:]
+	got := map[string]string{}
+	for line := range strings.SplitSeq(string(out), "\n") {
+		// "<hash>  ./<name>"; a name with a backslash or a newline is escaped, and its line
+		// starts with a backslash.
+		escaped := strings.HasPrefix(line, "\\")
+		h, name, ok := strings.Cut(strings.TrimPrefix(line, "\\"), "  ./")
+		if !ok {
+			continue
 		}
+		if escaped {
+			name = strings.NewReplacer("\\\\", "\\", "\\n", "\n", "\\r", "\r").Replace(name)
+		}
+		got[name] = h
 	}
-	if k != len(files) {
-		return nil, fmt.Errorf("unexpected answer %q", out)
+	differ := map[string]bool{}
+	for _, e := range files {
+		if got[e.Path] != e.Hash {
+			differ[e.Path] = true
+		}
 	}
 	return differ, nil
 }
