@@ -27,7 +27,7 @@ func newReleasesCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.stdout, "%s:\n", printable(h.Host))
 				}
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "  \tRELEASE\tDEPLOYED (UTC)\tSTATUS\tMESSAGE")
+				fmt.Fprintln(tw, "  \tRELEASE\tDEPLOYED (UTC)\tSTATUS\tCOMMIT\tMESSAGE")
 				// Everything in a row but the time comes from the host's log: a message with a
 				// newline or an escape sequence prints escaped, on its own row.
 				for _, rel := range h.Releases {
@@ -35,7 +35,7 @@ func newReleasesCmd(g *globals) *cobra.Command {
 					if rel.Current {
 						mark = "*"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", mark, printable(rel.ID), rel.Prepared.UTC().Format("2006-01-02 15:04:05"), printable(statusWord(rel, h)), printable(rel.Message))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", mark, printable(rel.ID), rel.Prepared.UTC().Format("2006-01-02 15:04:05"), printable(statusWord(rel, h)), printable(commitWord(rel.Git)), printable(rel.Message))
 				}
 				tw.Flush()
 				if len(h.Releases) == 0 {
@@ -57,4 +57,17 @@ func statusWord(rel *release.Release, h *deploy.HostStatus) string {
 		return "rollback target"
 	}
 	return string(rel.Status)
+}
+
+// commitWord is the commit a release was built from as the table shows it: the id's first 12
+// characters, and "+" when the work tree had changes not committed; "-" when none was recorded.
+func commitWord(g *release.Git) string {
+	if g == nil {
+		return "-"
+	}
+	c := g.Commit[:min(len(g.Commit), 12)]
+	if g.Dirty {
+		c += "+"
+	}
+	return c
 }

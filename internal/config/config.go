@@ -38,6 +38,7 @@ type Config struct {
 	Services     []Service `yaml:"services"`
 	Health       *Health   `yaml:"health"`
 	HookTimeout  Duration  `yaml:"hook_timeout"`
+	RequireClean bool      `yaml:"require_clean"`
 	Check        Check     `yaml:"check"`
 
 	// Dir is the directory of the config file; a relative source is resolved against it.

@@ -28,6 +28,8 @@ type DeployOptions struct {
 	Batch   int
 	// Now is the clock release ids are made from; tests turn it back.
 	Now func() time.Time
+
+	git *release.Git // the commit the build comes from, read by Deploy
 }
 
 // HostResult is what a deploy did on one host.
@@ -46,6 +48,7 @@ type HostResult struct {
 // Result is the outcome of a deploy.
 type Result struct {
 	Release  string        `json:"release"`
+	Git      *release.Git  `json:"git,omitempty"`
 	DryRun   bool          `json:"dry_run,omitempty"`
 	Hosts    []*HostResult `json:"hosts"`
 	Duration time.Duration `json:"duration_ns"`
@@ -106,6 +109,10 @@ type hostRun struct {
 // rename, and one request that logs it, cleans up and unlocks.
 func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Reporter) (*Result, error) {
 	start := time.Now()
+	opts.git = gitOf(ctx, cfg.Dir)
+	if err := checkGit(cfg, opts.git, rep); err != nil {
+		return nil, err
+	}
 	if cfg.Build != nil && !opts.DryRun {
 		if err := build(ctx, cfg, rep); err != nil {
 			return nil, err
@@ -202,7 +209,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		now = opts.Now
 	}
 	id := release.NewID(now(), states...)
-	res := &Result{Release: id}
+	res := &Result{Release: id, Git: opts.git}
 	for _, run := range runs {
 		res.Hosts = append(res.Hosts, run.result)
 	}

@@ -29,6 +29,7 @@ type Event struct {
 	From    string            `json:"from,omitempty"`
 	Message string            `json:"message,omitempty"`
 	User    string            `json:"user,omitempty"`
+	Git     *Git              `json:"git,omitempty"`
 	Error   string            `json:"error,omitempty"`
 	Shared  map[string]string `json:"shared,omitempty"`
 	// Manifest is the SHA-256 of the release's manifest as stored, on complete events.
@@ -60,6 +61,14 @@ const (
 	StatusRemoved   Status = "removed"
 )
 
+// Git is the commit a release was built from, on prepare events: its id, the branch checked out
+// ("" when detached) and whether the work tree had changes not committed.
+type Git struct {
+	Commit string `json:"commit"`
+	Branch string `json:"branch,omitempty"`
+	Dirty  bool   `json:"dirty,omitempty"`
+}
+
 // Release is what ferry knows of one release.
 type Release struct {
 	ID        string    `json:"id"`
@@ -70,6 +79,7 @@ type Release struct {
 	Exists    bool      `json:"exists"`
 	Message   string    `json:"message,omitempty"`
 	User      string    `json:"user,omitempty"`
+	Git       *Git      `json:"git,omitempty"`
 	Activated time.Time `json:"activated,omitzero"`
 	Error     string    `json:"error,omitempty"`
 	// Shared holds the hashes of shared files at the release's last activation.
@@ -102,7 +112,7 @@ func buildState(log []byte, entries map[string]bool, currentTarget, releasesDir 
 		}
 		switch ev.Type {
 		case EventPrepare:
-			rel.Message, rel.User = ev.Message, ev.User
+			rel.Message, rel.User, rel.Git = ev.Message, ev.User, ev.Git
 		case EventComplete:
 			rel.Status, rel.Manifest = StatusComplete, ev.Manifest
 		case EventFailed:

@@ -29,6 +29,7 @@ type DirMode struct {
 // prepared.
 type Upload struct {
 	ID, Message, User string
+	Git               *Git // the commit the build came from, if it is in a git work tree
 	// Previous is the release whose files are hard-linked into the new one (cp -al); "" to
 	// start empty. Next is the scratch copy of Previous the probe made, renamed into the new
 	// release instead when it is there.
@@ -68,7 +69,7 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	for _, id := range u.Recover {
 		r.removeScript(before, id, "incomplete")
 	}
-	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User})
+	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User, Git: u.Git})
 	before.line(`N=` + q(n))
 	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die ` + q("release "+n+" already exists") + `; fi`)
 	switch {
