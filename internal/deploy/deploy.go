@@ -113,11 +113,6 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	if err := checkGit(cfg, opts.git, rep); err != nil {
 		return nil, err
 	}
-	if cfg.Build != nil && !opts.DryRun {
-		if err := build(ctx, cfg, rep); err != nil {
-			return nil, err
-		}
-	}
 	targets, err := connect(ctx, cfg, opts.Options, !opts.DryRun, !opts.DryRun)
 	if err != nil {
 		return nil, err
@@ -131,9 +126,28 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return dryRun(cfg, targets, full, start)
 	}
 
-	// The build is scanned while every host is probed and locked.
 	cache := openCache(opts.CacheDir)
 	shared := sharedPaths(cfg)
+	probe := func(t *Target) release.ProbeOptions {
+		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared, Plain: t.spec.Local, Copy: cfg.Reuse == transfer.ReuseLink}
+	}
+	// With a build, every lock is taken first and the build runs under them: a second deploy
+	// exits 3 (or queues) before it rebuilds what the first one is uploading.
+	var hosts []*locked
+	if cfg.Build != nil {
+		if hosts, err = lockAll(ctx, targets, opts.Options, probe, false, true, rep); err != nil {
+			return nil, err
+		}
+		stop := keepAlive(targets)
+		err := build(ctx, cfg, rep)
+		stop()
+		if err != nil {
+			unlockAll(ctx, hosts)
+			return nil, err
+		}
+	}
+
+	// The build is scanned while every host is probed and locked (after a build, on its own).
 	var full *transfer.Manifest
 	var scanErr error
 	scanned := make(chan struct{})
@@ -141,10 +155,9 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		defer close(scanned)
 		full, scanErr = scan(cfg, rep)
 	}()
-	probe := func(t *Target) release.ProbeOptions {
-		return release.ProbeOptions{Live: true, Cached: cache.ids(t), Shared: shared, Plain: t.spec.Local, Copy: cfg.Reuse == transfer.ReuseLink}
+	if hosts == nil {
+		hosts, err = lockAll(ctx, targets, opts.Options, probe, false, true, rep)
 	}
-	hosts, err := lockAll(ctx, targets, opts.Options, probe, false, true, rep)
 	if err == nil && !slices.ContainsFunc(hosts, func(l *locked) bool { return l.probe.Missing }) {
 		// While the scan goes on, each host's live manifest is read and compared.
 		runs, err := newRuns(ctx, cfg, hosts, cache, rep)
@@ -166,6 +179,29 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	}
 	runs, err := newRuns(ctx, cfg, hosts, cache, rep)
 	return deployLocked(ctx, cfg, opts, runs, targets, full, nil, err, shared, cache, start, rep)
+}
+
+// keepAlive keeps the SSH connections of targets from looking idle (to a NAT or a firewall)
+// while the build runs, with a request every 30 s; stop ends it.
+func keepAlive(targets []*Target) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(30 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, tg := range targets {
+					if k, ok := tg.Root.Host.(interface{ KeepAlive() error }); ok {
+						_ = k.KeepAlive()
+					}
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // newRuns starts the run of every locked host and reads what its live release offers.

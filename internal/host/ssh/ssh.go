@@ -178,6 +178,12 @@ func (h *SSH) Rename(ctx context.Context, oldpath, newpath string) error {
 	return err
 }
 
+// KeepAlive sends a request the server answers, so that the connection does not look idle.
+func (h *SSH) KeepAlive() error {
+	_, _, err := h.client.SendRequest("keepalive@openssh.com", true, nil)
+	return err
+}
+
 // DialContext implements host.Host: the connection is opened by the host (direct-tcpip), so
 // 127.0.0.1 is the host's own loopback.
 func (h *SSH) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -32,3 +32,21 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+// KeepAlive is answered by OpenSSH, and fails once the connection is gone.
+func TestKeepAlive(t *testing.T) {
+	client := webtest.NewSSHClient(t)
+	srv := webtest.StartSSHD(t, client, false)
+	client.Alias(t, "web1", srv)
+	h, err := Dial(context.Background(), "web1", "web1", Options{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.KeepAlive(); err != nil {
+		t.Fatalf("keepalive on a live connection: %v", err)
+	}
+	h.Close()
+	if err := h.KeepAlive(); err == nil {
+		t.Fatal("keepalive on a closed connection succeeded")
+	}
+}
