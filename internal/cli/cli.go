@@ -64,7 +64,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		Long:          "ferry ships a build to one host or a fleet as a new release, swaps current atomically,\nand keeps shared state, rollback and cleanup right." + exitStatusHelp,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       versionLine(),
 	}
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetArgs(args)
 	root.SetOut(stdout)
 	root.SetErr(stderr)

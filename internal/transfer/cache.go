@@ -53,7 +53,8 @@ func statKey(info fs.FileInfo) (cacheEntry, bool) {
 	if !ok {
 		return cacheEntry{}, false
 	}
-	return cacheEntry{Size: info.Size(), MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: st.Ino}, true
+	mtime, ctime := statTimes(st)
+	return cacheEntry{Size: info.Size(), MTime: mtime, CTime: ctime, Ino: uint64(st.Ino)}, true
 }
 
 // lookup returns the cached hash of rel if its stat data is unchanged.
