@@ -201,14 +201,15 @@ func (g *globals) status(cmd *cobra.Command) ([]*deploy.HostStatus, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A host that cannot be read does not hide the others: they are shown, and the error
+	// (exit 1) names it.
 	hosts, err := deploy.Status(cmd.Context(), cfg, g.options(cmd))
-	if err != nil {
-		return nil, err
+	if hosts != nil && g.json {
+		if jerr := writeJSON(g, hosts); jerr != nil {
+			return hosts, jerr
+		}
 	}
-	if g.json {
-		return hosts, writeJSON(g, hosts)
-	}
-	return hosts, nil
+	return hosts, err
 }
 
 // options builds the options every command shares.

@@ -16,7 +16,7 @@ func newReleasesCmd(g *globals) *cobra.Command {
 		Short: "List the releases on each host, oldest first",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			hosts, err := g.status(cmd)
-			if err != nil || g.json {
+			if hosts == nil || g.json {
 				return err
 			}
 			for i, h := range hosts {
@@ -25,6 +25,10 @@ func newReleasesCmd(g *globals) *cobra.Command {
 						fmt.Fprintln(g.stdout)
 					}
 					fmt.Fprintf(g.stdout, "%s:\n", printable(h.Host))
+				}
+				if h.Error != "" {
+					fmt.Fprintf(g.stdout, "  cannot read it: %s\n", printable(h.Error))
+					continue
 				}
 				tw := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "  \tRELEASE\tDEPLOYED (UTC)\tSTATUS\tCOMMIT\tMESSAGE")
@@ -42,7 +46,7 @@ func newReleasesCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(g.stdout, "  no releases yet\n")
 				}
 			}
-			return nil
+			return err
 		},
 	}
 }

@@ -13,13 +13,17 @@ func newStatusCmd(g *globals) *cobra.Command {
 		Short: "Show the current release, the lock and leftovers on each host",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			hosts, err := g.status(cmd)
-			if err != nil || g.json {
+			if hosts == nil || g.json {
 				return err
 			}
 			// The current link, the log and the lock are the host's: print them escaped.
 			for _, h := range hosts {
 				w := g.stdout
 				fmt.Fprintf(w, "%s: %s\n", printable(h.Host), printable(h.Root))
+				if h.Error != "" {
+					fmt.Fprintf(w, "  cannot read it: %s\n", printable(h.Error))
+					continue
+				}
 				fmt.Fprintf(w, "  current     %s\n", orNone(printable(h.Current)))
 				fmt.Fprintf(w, "  rollback    %s\n", orNone(printable(h.Rollback)))
 				fmt.Fprintf(w, "  releases    %d\n", len(h.Releases))
@@ -38,7 +42,7 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "  unknown     %s (not deployed by ferry; left alone)\n", printable(strings.Join(h.Unknown, ", ")))
 				}
 			}
-			return nil
+			return err
 		},
 	}
 }

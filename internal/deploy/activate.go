@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -135,7 +136,8 @@ func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, 
 	if len(stuck) > 0 {
 		return errors.Join(append(stuck, after...)...)
 	}
-	return errors.Join(append([]error{fmt.Errorf("every swapped host is back on its previous release (%s): %w", strings.Join(back, ", "), ErrRolledBack)}, after...)...)
+	slices.Sort(back)
+	return errors.Join(append([]error{fmt.Errorf("back on the previous release: %s: %w", orNone(back), ErrRolledBack)}, after...)...)
 }
 
 // ErrRolledBack tells that a failed activation was undone.

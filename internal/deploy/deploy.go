@@ -72,7 +72,8 @@ func activateAll(ctx context.Context, cfg *config.Config, opts DeployOptions, mo
 				rest = append(rest, m.Name)
 				m.swap.Abort(ctx)
 			}
-			return fmt.Errorf("rolling deploy stopped at batch %d: %w; on %s: %s; untouched: %s",
+			// What the failed batch did is in err; the earlier batches stay on the new release.
+			return fmt.Errorf("rolling deploy stopped at batch %d: %w; earlier batches stay on %s: %s; not reached, untouched: %s",
 				i/batch+1, err, id, orNone(done), orNone(rest))
 		}
 		for _, m := range part {

@@ -155,46 +155,58 @@ type HostStatus struct {
 	Unknown    []string           `json:"unknown,omitempty"`
 	Rollback   string             `json:"rollback_target,omitempty"`
 	Releases   []*release.Release `json:"releases"`
+	// Error is why the host could not be read (unreachable, refused); the rest is then empty.
+	Error string `json:"error,omitempty"`
 }
 
 // Status reads every host's state without taking the lock and without changing anything: one
-// request a host, all hosts at once.
+// request a host, all hosts at once. A host that cannot be read does not hide the others: its
+// status holds the error, and the error returned names every such host.
 func Status(ctx context.Context, cfg *config.Config, opts Options) ([]*HostStatus, error) {
-	targets, err := connect(ctx, cfg, opts, false, false)
+	targets, err := selectTargets(cfg, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(targets)
 	out := make([]*HostStatus, len(targets))
 	err = eachHostN(targets, opts.Parallel, func(t *Target) error {
-		p, err := t.Root.Probe(ctx, release.ProbeOptions{})
+		hs, err := statusOf(ctx, t, opts)
 		if err != nil {
-			return err
-		}
-		st := p.State
-		hs := &HostStatus{Host: t.Name, Root: t.Root.Dir, Current: st.Current, Unknown: st.Unknown, Incomplete: []string{}}
-		hs.Releases = []*release.Release{}
-		for _, rel := range st.Releases {
-			if rel.Exists {
-				hs.Releases = append(hs.Releases, rel)
-			}
-		}
-		for _, rel := range st.Incomplete() {
-			hs.Incomplete = append(hs.Incomplete, rel.ID)
-		}
-		if target, err := st.RollbackTarget(); err == nil {
-			hs.Rollback = target.ID
-		}
-		if hs.Lock = p.Holder; hs.Lock != nil {
-			hs.LockStale = hs.Lock.Stale()
+			hs = &HostStatus{Host: t.Name, Root: t.Root.Dir, Error: err.Error(), Incomplete: []string{}, Releases: []*release.Release{}}
 		}
 		out[slices.Index(targets, t)] = hs
-		return nil
+		return err
 	})
+	return out, err
+}
+
+// statusOf connects to t and reads its state.
+func statusOf(ctx context.Context, t *Target, opts Options) (*HostStatus, error) {
+	if err := dial(ctx, t, opts, false, false); err != nil {
+		return nil, err
+	}
+	p, err := t.Root.Probe(ctx, release.ProbeOptions{})
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	st := p.State
+	hs := &HostStatus{Host: t.Name, Root: t.Root.Dir, Current: st.Current, Unknown: st.Unknown, Incomplete: []string{}}
+	hs.Releases = []*release.Release{}
+	for _, rel := range st.Releases {
+		if rel.Exists {
+			hs.Releases = append(hs.Releases, rel)
+		}
+	}
+	for _, rel := range st.Incomplete() {
+		hs.Incomplete = append(hs.Incomplete, rel.ID)
+	}
+	if target, err := st.RollbackTarget(); err == nil {
+		hs.Rollback = target.ID
+	}
+	if hs.Lock = p.Holder; hs.Lock != nil {
+		hs.LockStale = hs.Lock.Stale()
+	}
+	return hs, nil
 }
 
 // Unlock removes the lock on every selected host and returns the former holders by host. The

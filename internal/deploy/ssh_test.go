@@ -286,12 +286,16 @@ func TestSSHRollingDeployStopsAtTheFirstFailedBatch(t *testing.T) {
 	good := f.mustDeployFleet()
 	f.write("broken", "")
 	_, err := Deploy(context.Background(), f.cfg, DeployOptions{Options: f.opts, Rolling: true, Batch: 1}, f.rep)
-	if err == nil || !strings.Contains(err.Error(), "rolling deploy stopped at batch 2") || !strings.Contains(err.Error(), "untouched: web3") {
+	if err == nil || !strings.Contains(err.Error(), "rolling deploy stopped at batch 2") || !strings.Contains(err.Error(), "untouched: web3") ||
+		!strings.Contains(err.Error(), "back on the previous release: web2") || strings.Contains(err.Error(), "every") {
 		t.Fatalf("err = %v", err)
 	}
 	got := f.currents()
 	if got[0] == good || got[1] != good || got[2] != good {
 		t.Fatalf("currents = %v: want web1 on the new release, web2 rolled back, web3 untouched on %s", got, good)
+	}
+	if !strings.Contains(err.Error(), "earlier batches stay on "+got[0]+": web1") {
+		t.Errorf("err = %v; want it to say web1 stays on %s", err, got[0])
 	}
 	f.checkAll()
 }
@@ -428,4 +432,30 @@ func TestSSHHealthWithoutForwardingFailsBeforeTheSwap(t *testing.T) {
 		t.Errorf("current = %s, want %s: the deploy was swapped", s.current(), good)
 	}
 	s.check()
+}
+
+// One unreachable host does not hide the others from status and releases: each healthy host is
+// read, the unreachable one carries its error, and the error names it.
+func TestSSHStatusWithAHostDownShowsTheOthers(t *testing.T) {
+	f := newFleet(t, 3, "")
+	id := f.mustDeployFleet()
+	f.servers[1].Stop()
+	hosts, err := Status(context.Background(), f.cfg, f.opts)
+	if err == nil || !strings.Contains(err.Error(), f.names[1]) {
+		t.Errorf("status with %s down: %v; want an error naming it", f.names[1], err)
+	}
+	if len(hosts) != 3 {
+		t.Fatalf("status gave %d hosts, want 3", len(hosts))
+	}
+	for i, h := range hosts {
+		if i == 1 {
+			if h.Error == "" || h.Current != "" {
+				t.Errorf("%s (down): %+v; want only an error", h.Host, h)
+			}
+			continue
+		}
+		if h.Error != "" || h.Current != id {
+			t.Errorf("%s: current %q, error %q; want %s and no error", h.Host, h.Current, h.Error, id)
+		}
+	}
 }

@@ -57,6 +57,20 @@ type Options struct {
 // connect opens every selected host of cfg, SSH hosts in parallel (at most parallel at once).
 // warmUpload and warmSwap open, in the background, what an upload and a swap will need.
 func connect(ctx context.Context, cfg *config.Config, opts Options, warmUpload, warmSwap bool) ([]*Target, error) {
+	targets, err := selectTargets(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	err = eachHostN(targets, opts.Parallel, func(t *Target) error { return dial(ctx, t, opts, warmUpload, warmSwap) })
+	if err != nil {
+		closeAll(targets)
+		return nil, err
+	}
+	return targets, nil
+}
+
+// selectTargets returns the hosts of cfg that opts selects, not connected yet.
+func selectTargets(cfg *config.Config, opts Options) ([]*Target, error) {
 	var targets []*Target
 	for _, hc := range cfg.Hosts {
 		name := hc.DisplayName()
@@ -76,24 +90,22 @@ func connect(ctx context.Context, cfg *config.Config, opts Options, warmUpload, 
 		}
 		return nil, fmt.Errorf("no host matches --host %s (hosts: %s): %w", strings.Join(opts.Hosts, ","), strings.Join(names, ", "), config.ErrConfig)
 	}
-	err := eachHostN(targets, opts.Parallel, func(t *Target) error {
-		if t.spec.Local {
-			t.Root.Host = local.New()
-			return nil
-		}
-		h, err := ssh.Dial(ctx, t.Name, t.spec.SSH, opts.SSH)
-		if err != nil {
-			return err
-		}
-		h.Warm(warmUpload, warmSwap)
-		t.Root.Host = h
-		return nil
-	})
-	if err != nil {
-		closeAll(targets)
-		return nil, err
-	}
 	return targets, nil
+}
+
+// dial connects t, opening ahead the channels the caller will need.
+func dial(ctx context.Context, t *Target, opts Options, warmUpload, warmSwap bool) error {
+	if t.spec.Local {
+		t.Root.Host = local.New()
+		return nil
+	}
+	h, err := ssh.Dial(ctx, t.Name, t.spec.SSH, opts.SSH)
+	if err != nil {
+		return err
+	}
+	h.Warm(warmUpload, warmSwap)
+	t.Root.Host = h
+	return nil
 }
 
 func closeAll(targets []*Target) {
