@@ -41,10 +41,24 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 			res, err := deploy.Deploy(cmd.Context(), cfg, opts, rep)
 			rep.flush()
 			if err != nil {
-				return checkSource(err, cfg)
+				err = checkSource(err, cfg)
+				if g.json {
+					// A machine reading stdout gets a result on failure too.
+					f := jsonFailure{Error: err.Error(), ExitCode: exitCode(err)}
+					if res != nil {
+						f.Release, f.Hosts = res.Release, res.Hosts
+					}
+					if jerr := writeJSON(g, f); jerr != nil {
+						return jerr
+					}
+				}
+				return err
 			}
 			if g.json {
-				return writeJSON(g, res)
+				return writeJSON(g, struct {
+					OK bool `json:"ok"`
+					*deploy.Result
+				}{true, res})
 			}
 			if res.DryRun {
 				printPlan(g, res)
@@ -64,6 +78,16 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 	f.StringVar(&strategy, "strategy", "all", "activation: all (every host at once) or rolling (--batch hosts at a time)")
 	f.IntVar(&opts.Batch, "batch", 1, "hosts per batch with --strategy rolling")
 	return cmd
+}
+
+// jsonFailure is what --json prints for a deploy that failed: ok false, the error as the
+// human output gives it, the exit status, and what is known of the release.
+type jsonFailure struct {
+	OK       bool                 `json:"ok"`
+	Error    string               `json:"error"`
+	ExitCode int                  `json:"exit_code"`
+	Release  string               `json:"release,omitempty"`
+	Hosts    []*deploy.HostResult `json:"hosts,omitempty"`
 }
 
 func hostList(res *deploy.Result) string {
