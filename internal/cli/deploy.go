@@ -72,7 +72,8 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 	}
 	f := cmd.Flags()
 	f.StringVarP(&opts.Message, "message", "m", "", "note recorded with the release in the log")
-	f.BoolVar(&opts.DryRun, "dry-run", false, "print the plan and touch nothing")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "run the build, print the plan, and touch no host")
+	f.BoolVar(&opts.NoBuild, "no-build", false, "with --dry-run: plan from the build output as it is, without running the build")
 	f.BoolVar(&opts.KeepFailed, "keep-failed", false, "keep a release that failed to prepare, for inspection")
 	f.DurationVar(&opts.LockWait, "lock-wait", 0, "wait this long for another run's lock (e.g. 2m)")
 	f.StringVar(&strategy, "strategy", "all", "activation: all (every host at once) or rolling (--batch hosts at a time)")
@@ -121,6 +122,15 @@ func printPlan(g *globals, res *deploy.Result) {
 			fmt.Fprintf(w, "  hook      %s\n", h)
 		}
 		fmt.Fprintf(w, "  activate  current -> releases/%s\n", p.Release)
+		for _, s := range p.Services {
+			fmt.Fprintf(w, "  service   %s\n", s)
+		}
+		if p.Health != "" {
+			fmt.Fprintf(w, "  health    %s\n", p.Health)
+		}
+		for _, h := range p.After {
+			fmt.Fprintf(w, "  after     %s\n", h)
+		}
 		for _, id := range p.Removes {
 			fmt.Fprintf(w, "  cleanup   remove %s\n", printable(id))
 		}

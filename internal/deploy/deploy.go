@@ -21,6 +21,7 @@ type DeployOptions struct {
 	Options
 	Message    string
 	DryRun     bool
+	NoBuild    bool // with DryRun: scan the build output as it is, without running the build
 	KeepFailed bool
 	// Rolling activates Batch hosts at a time, stopping at the first batch that fails; the
 	// default activates every host at once.
@@ -120,11 +121,18 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 	}
 	defer closeAll(targets)
 	if opts.DryRun {
+		// The build runs (it is this machine's) so that the plan is the deploy's; no lock is
+		// taken and no host is changed.
+		if cfg.Build != nil && !opts.NoBuild {
+			if err := build(ctx, cfg, rep); err != nil {
+				return nil, err
+			}
+		}
 		full, err := scan(cfg, rep)
 		if err != nil {
 			return nil, err
 		}
-		return dryRun(cfg, targets, full, start)
+		return dryRun(cfg, targets, full, start, rep)
 	}
 
 	cache := openCache(opts.CacheDir)

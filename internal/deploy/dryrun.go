@@ -22,13 +22,20 @@ type Plan struct {
 	Shared   []string       `json:"shared,omitempty"`
 	Seed     []string       `json:"seed,omitempty"`
 	Hooks    []string       `json:"hooks,omitempty"`
+	After    []string       `json:"after_activate,omitempty"`
+	Services []string       `json:"services,omitempty"`
+	Health   string         `json:"health,omitempty"`
 	Removes  []string       `json:"removes,omitempty"`
 	Locked   string         `json:"locked_by,omitempty"`
 }
 
-// dryRun reads each host's state, touching nothing, and returns the plan in the result.
-func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, start time.Time) (*Result, error) {
+// dryRun reads each host's state, touching nothing, and returns the plan in the result: what
+// would be sent and reused, the shared paths, hooks (a once hook on its one host), services,
+// the health check and cleanup, with the warnings the deploy would give.
+func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, start time.Time, rep Reporter) (*Result, error) {
 	res := &Result{DryRun: true}
+	once := onceTarget(targets)
+	warned := false
 	var plans []*Plan
 	var states []*release.State
 	for _, t := range targets {
@@ -58,8 +65,34 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 			}
 			p.Shared = append(p.Shared, sp)
 		}
+		if !warned {
+			for _, f := range destructiveMigrations(cfg, full, prev) {
+				rep.Warn(t.Name, "destructive migration "+f+": old code runs against the new schema until the swap; drop in a later release (expand and contract)")
+			}
+			warned = true
+		}
 		for _, h := range cfg.Hooks.BeforeActivate {
-			p.Hooks = append(p.Hooks, h.Run)
+			if !h.Once || t == once {
+				p.Hooks = append(p.Hooks, h.Run)
+			}
+		}
+		for _, h := range cfg.Hooks.AfterActivate {
+			if !h.Once || t == once {
+				p.After = append(p.After, h.Run)
+			}
+		}
+		for _, sv := range cfg.Services {
+			cmd := sv.Reload
+			if cmd == "" {
+				cmd = sv.Restart
+			}
+			p.Services = append(p.Services, sv.Name+": "+cmd)
+		}
+		if h := cfg.Health; h != nil {
+			p.Health = fmt.Sprintf("GET %s, expect %d", h.URL, h.ExpectStatus)
+			if h.Contains != "" {
+				p.Health += fmt.Sprintf(" with %q in the body", h.Contains)
+			}
 		}
 		plans = append(plans, p)
 		states = append(states, st)
