@@ -80,7 +80,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	pf.IntVar(&g.parallel, "parallel", 10, "hosts to work on at once")
 	root.AddCommand(
 		newInitCmd(g), newDeployCmd(g), newRollbackCmd(g), newReleasesCmd(g), newStatusCmd(g),
-		newCleanupCmd(g), newUnlockCmd(g), newCheckCmd(g), newVersionCmd(g),
+		newCleanupCmd(g), newUnlockCmd(g), newCheckCmd(g), newRunCmd(g), newVersionCmd(g),
 	)
 	for _, c := range root.Commands() {
 		c.Args = wrapArgs(c.Args)
@@ -145,7 +145,10 @@ func checkSource(err error, cfg *config.Config) error {
 // exitCode maps an error to ferry's exit status. It is the only place that does.
 func exitCode(err error) int {
 	var se *sourceError
+	var he *hostExit
 	switch {
+	case errors.As(err, &he):
+		return he.code
 	case errors.Is(err, release.ErrLocked):
 		return exitLocked
 	case errors.Is(err, config.ErrConfig), errors.Is(err, errUsage), errors.As(err, &se):

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -457,5 +459,40 @@ func TestSSHStatusWithAHostDownShowsTheOthers(t *testing.T) {
 		if h.Error != "" || h.Current != id {
 			t.Errorf("%s: current %q, error %q; want %s and no error", h.Host, h.Current, h.Error, id)
 		}
+	}
+}
+
+// ferry run runs a command in the live release of every host at once, or of the hosts of a
+// role; a host where it fails does not stop the others, and each host's output is its own.
+func TestSSHRunOnAFleet(t *testing.T) {
+	f := newFleet(t, 3, "")
+	id := f.mustDeployFleet()
+	var mu sync.Mutex
+	outs := map[string]*strings.Builder{}
+	out := func(host string) io.Writer {
+		mu.Lock()
+		defer mu.Unlock()
+		outs[host] = &strings.Builder{}
+		return &writerFunc{fn: func(b []byte) { mu.Lock(); defer mu.Unlock(); outs[host].Write(b) }}
+	}
+	res, err := Run(context.Background(), f.cfg, f.opts, nil, `basename "$(pwd -P)"; test "$FERRY_HOST" != web3`, out)
+	if err == nil || !strings.Contains(err.Error(), "web3") {
+		t.Errorf("run failing on web3: %v; want an error naming it", err)
+	}
+	for i, r := range res {
+		want := 0
+		if r.Host == "web3" {
+			want = 1
+		}
+		if r.ExitCode != want {
+			t.Errorf("%s: exit %d, want %d", r.Host, r.ExitCode, want)
+		}
+		if got := outs[f.names[i]].String(); got != id+"\n" {
+			t.Errorf("%s printed %q, want the live release %s", f.names[i], got, id)
+		}
+	}
+	res, err = Run(context.Background(), f.cfg, f.opts, []string{"migrate"}, "true", out)
+	if err != nil || len(res) != 1 || res[0].Host != "web2" {
+		t.Errorf("run --role migrate: %+v, %v; want web2 alone", res, err)
 	}
 }
