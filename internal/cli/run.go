@@ -31,7 +31,7 @@ highest exit status of COMMAND on any host, or 1 if a host could not be reached.
 				return err
 			}
 			p := &prefixer{w: g.stdout, partial: map[string][]byte{}}
-			res, err := deploy.Run(cmd.Context(), cfg, g.options(cmd), roles, strings.Join(args, " "), p.writer)
+			res, err := deploy.Run(cmd.Context(), cfg, g.options(cmd), roles, strings.Join(args, " "), nil, p.writer)
 			p.flush()
 			if g.json && res != nil {
 				if jerr := writeJSON(g, res); jerr != nil {

@@ -86,6 +86,10 @@ type Check struct {
 type Hooks struct {
 	BeforeActivate []Hook `yaml:"before_activate"`
 	AfterActivate  []Hook `yaml:"after_activate"`
+	// OnFailure runs when a deploy fails, AfterRollback after a rollback (ferry rollback, or
+	// a failed activation swapped back): for alerts. Hooks of either may be Local.
+	OnFailure     []Hook `yaml:"on_failure"`
+	AfterRollback []Hook `yaml:"after_rollback"`
 }
 
 // Hook is one command. Once hooks run on a single host of a fleet.
@@ -93,6 +97,9 @@ type Hook struct {
 	Run     string   `yaml:"run"`
 	Once    bool     `yaml:"once"`
 	Timeout Duration `yaml:"timeout"`
+	// Local runs the hook once on the deploying machine, in the config's directory, instead of
+	// on the hosts (on_failure and after_rollback only).
+	Local bool `yaml:"local"`
 }
 
 // Service is something to reload (or restart) after every swap.

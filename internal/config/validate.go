@@ -160,11 +160,15 @@ func (c *Config) validate() error {
 	for _, stage := range []struct {
 		key   string
 		hooks []Hook
-	}{{"before_activate", c.Hooks.BeforeActivate}, {"after_activate", c.Hooks.AfterActivate}} {
+	}{{"before_activate", c.Hooks.BeforeActivate}, {"after_activate", c.Hooks.AfterActivate},
+		{"on_failure", c.Hooks.OnFailure}, {"after_rollback", c.Hooks.AfterRollback}} {
 		for i, h := range stage.hooks {
 			where := fmt.Sprintf("$.hooks.%s[%d]", stage.key, i)
 			if strings.TrimSpace(h.Run) == "" {
 				return invalid(where, "hook needs run: <command>")
+			}
+			if h.Local && (stage.key == "before_activate" || stage.key == "after_activate") {
+				return invalid(where+".local", "local: true is for on_failure and after_rollback hooks; %s hooks run on the hosts", stage.key)
 			}
 			if h.Timeout < 0 {
 				return invalid(where+".timeout", "timeout must be positive")

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -110,6 +111,31 @@ type hostRun struct {
 // what changed in the live release), one upload that prepares the whole release, the swap's
 // rename, and one request that logs it, cleans up and unlocks.
 func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Reporter) (*Result, error) {
+	res, err := deploy(ctx, cfg, &opts, rep)
+	var se *transfer.SourceError
+	if err == nil || opts.DryRun || errors.Is(err, release.ErrLocked) || errors.Is(err, config.ErrConfig) || errors.As(err, &se) {
+		return res, err // done, or refused before anything was tried: nothing to alert about
+	}
+	status := "failed"
+	if errors.Is(err, ErrRolledBack) {
+		status = "rolled_back"
+	}
+	env := []string{"FERRY_STATUS=" + status, "FERRY_ERROR=" + err.Error()}
+	if res != nil {
+		env = append(env, "FERRY_RELEASE="+res.Release)
+	}
+	if opts.git != nil {
+		env = append(env, "FERRY_COMMIT="+opts.git.Commit)
+	}
+	hctx := context.WithoutCancel(ctx)
+	eventHooks(hctx, cfg, opts.Options, "on_failure", cfg.Hooks.OnFailure, env, rep)
+	if status == "rolled_back" {
+		eventHooks(hctx, cfg, opts.Options, "after_rollback", cfg.Hooks.AfterRollback, env, rep)
+	}
+	return res, err
+}
+
+func deploy(ctx context.Context, cfg *config.Config, opts *DeployOptions, rep Reporter) (*Result, error) {
 	start := time.Now()
 	opts.git = gitOf(ctx, cfg.Dir)
 	if err := checkGit(cfg, opts.git, rep); err != nil {
@@ -171,7 +197,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		// While the scan goes on, each host's live manifest is read and compared.
 		runs, err := newRuns(ctx, cfg, hosts, cache, rep)
 		<-scanned
-		return deployLocked(ctx, cfg, opts, runs, targets, full, scanErr, err, shared, cache, start, rep)
+		return deployLocked(ctx, cfg, *opts, runs, targets, full, scanErr, err, shared, cache, start, rep)
 	}
 	<-scanned
 	if err == nil && scanErr != nil {
@@ -187,7 +213,7 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 		return nil, err
 	}
 	runs, err := newRuns(ctx, cfg, hosts, cache, rep)
-	return deployLocked(ctx, cfg, opts, runs, targets, full, nil, err, shared, cache, start, rep)
+	return deployLocked(ctx, cfg, *opts, runs, targets, full, nil, err, shared, cache, start, rep)
 }
 
 // keepAlive keeps the SSH connections of targets from looking idle (to a NAT or a firewall)

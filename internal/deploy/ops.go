@@ -107,6 +107,10 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 			res.RoundTrips = max(res.RoundTrips, c.RoundTrips())
 		}
 	}
+	if err == nil {
+		eventHooks(context.WithoutCancel(ctx), cfg, opts, "after_rollback", cfg.Hooks.AfterRollback,
+			[]string{"FERRY_STATUS=rolled_back", "FERRY_RELEASE=" + res.To, "FERRY_PREVIOUS_RELEASE=" + res.From}, rep)
+	}
 	return res, err
 }
 

@@ -475,7 +475,7 @@ func TestSSHRunOnAFleet(t *testing.T) {
 		outs[host] = &strings.Builder{}
 		return &writerFunc{fn: func(b []byte) { mu.Lock(); defer mu.Unlock(); outs[host].Write(b) }}
 	}
-	res, err := Run(context.Background(), f.cfg, f.opts, nil, `basename "$(pwd -P)"; test "$FERRY_HOST" != web3`, out)
+	res, err := Run(context.Background(), f.cfg, f.opts, nil, `basename "$(pwd -P)"; test "$FERRY_HOST" != web3`, nil, out)
 	if err == nil || !strings.Contains(err.Error(), "web3") {
 		t.Errorf("run failing on web3: %v; want an error naming it", err)
 	}
@@ -491,7 +491,7 @@ func TestSSHRunOnAFleet(t *testing.T) {
 			t.Errorf("%s printed %q, want the live release %s", f.names[i], got, id)
 		}
 	}
-	res, err = Run(context.Background(), f.cfg, f.opts, []string{"migrate"}, "true", out)
+	res, err = Run(context.Background(), f.cfg, f.opts, []string{"migrate"}, "true", nil, out)
 	if err != nil || len(res) != 1 || res[0].Host != "web2" {
 		t.Errorf("run --role migrate: %+v, %v; want web2 alone", res, err)
 	}
