@@ -325,7 +325,6 @@ func TestParseAccepts(t *testing.T) {
 		check      func(*Config) any // what to compare with want
 		want       any
 	}{
-		{name: "init template", yaml: initTemplate},
 		{name: "byte order mark", yaml: "\ufeff" + head},
 		{name: "CRLF line ends", yaml: strings.ReplaceAll(head+"hooks:\n  before_activate:\n    - run: |\n        echo a\n        echo b\n", "\n", "\r\n"),
 			check: func(c *Config) any { return c.Hooks.BeforeActivate[0].Run }, want: "echo a\necho b\n"},
@@ -408,42 +407,3 @@ check:
 		})
 	}
 }
-
-// initTemplate is a copy of the one 'ferry init' writes (package cli), which must load.
-const initTemplate = `# ferry.yaml: what to ship and where. Every key is listed; the commented ones are optional.
-app: example.com
-root: /srv/www/example.com     # on each host: releases/, shared/, current and .ferry/ live here
-source: ./build                # the directory to ship
-# build:                       # or build it first, on this machine, and ship its output
-#   command: npm ci && npm run build
-#   output: dist
-exclude: [.git, "*.log"]       # gitignore-style: "name" at any depth, "/dir" from the top, "dir/" dirs only
-keep_releases: 5               # complete releases kept by cleanup (the current and the rollback target always are)
-shared:                        # state that outlives releases: linked from <root>/shared into every release
-  files: [.env]
-  dirs: [public/uploads, storage]
-reuse: link                    # files unchanged since the previous release: link (hard link) | copy | none
-# assets: [public/build]       # fingerprinted assets kept reachable for one more release
-hosts:
-  - local                      # this machine
-# - ssh: deploy@web1.example.com:22
-#   roles: [web, migrate]
-#   root: /var/www/example.com # a host may override root
-hooks:
-  before_activate:             # run in the new release before the swap; a failure aborts the deploy
-    - run: echo "preparing $FERRY_RELEASE"
-      timeout: 5m
-#   - run: php artisan migrate --force
-#     once: true               # on one host only: the first with role migrate
-  after_activate: []           # run after the swap; a failure is a warning
-# hook_timeout: 10m            # default timeout of a hook
-# services:                    # run after every swap (deploy and rollback)
-#   - name: php-fpm
-#     reload: sudo systemctl reload php8.2-fpm
-#     restart: sudo systemctl restart php8.2-fpm   # used when a shared file (.env) changed
-# health:
-#   url: http://127.0.0.1/healthz
-#   expect_status: 200
-#   contains: "{{release}}"
-#   timeout: 30s
-`

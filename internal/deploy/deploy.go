@@ -356,7 +356,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 				continue
 			}
 			hs := time.Now()
-			env := run.Root.Env(id, run.result.Previous, run.Name)
+			env := hookEnv(run.Root.Env(id, run.result.Previous, run.Name), opts.git)
 			if err := run.Root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
 				if ctx.Err() != nil {
 					rep.Warn(run.Name, fmt.Sprintf("interrupted: after_activate hook %q was stopped", h.Run))

@@ -50,3 +50,11 @@ func checkGit(cfg *config.Config, g *release.Git, rep Reporter) error {
 
 // short is a commit id as people read it.
 func short(commit string) string { return commit[:min(len(commit), 12)] }
+
+// hookEnv is a hook's environment with FERRY_COMMIT, the commit the build comes from, when known.
+func hookEnv(env []string, g *release.Git) []string {
+	if g != nil {
+		env = append(env, "FERRY_COMMIT="+g.Commit)
+	}
+	return env
+}

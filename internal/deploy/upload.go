@@ -128,7 +128,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 
 	for _, h := range hooks {
 		hs := time.Now()
-		env := root.Env(id, run.result.Previous, run.Name)
+		env := hookEnv(root.Env(id, run.result.Previous, run.Name), opts.git)
 		if err := root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
 			return fmt.Errorf("before_activate %w", err)
 		}
