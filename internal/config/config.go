@@ -100,6 +100,8 @@ type Hook struct {
 	// Local runs the hook once on the deploying machine, in the config's directory, instead of
 	// on the hosts (on_failure and after_rollback only).
 	Local bool `yaml:"local"`
+	// Roles limits the hook to the hosts with one of these roles.
+	Roles []string `yaml:"roles"`
 }
 
 // Service is something to reload (or restart) after every swap.
@@ -107,6 +109,8 @@ type Service struct {
 	Name    string `yaml:"name"`
 	Reload  string `yaml:"reload"`
 	Restart string `yaml:"restart"`
+	// Roles limits the service to the hosts with one of these roles.
+	Roles []string `yaml:"roles"`
 }
 
 // Health describes the check polled after activation.

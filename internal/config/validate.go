@@ -167,6 +167,12 @@ func (c *Config) validate() error {
 			if strings.TrimSpace(h.Run) == "" {
 				return invalid(where, "hook needs run: <command>")
 			}
+			if err := checkRoles(c, where+".roles", h.Roles); err != nil {
+				return err
+			}
+			if h.Local && len(h.Roles) > 0 {
+				return invalid(where+".roles", "a local hook runs on this machine, not on hosts of a role; drop roles or local")
+			}
 			if h.Local && (stage.key == "before_activate" || stage.key == "after_activate") {
 				return invalid(where+".local", "local: true is for on_failure and after_rollback hooks; %s hooks run on the hosts", stage.key)
 			}
@@ -188,6 +194,9 @@ func (c *Config) validate() error {
 			return invalid(where+".name", "service %s is listed twice", quote(s.Name))
 		}
 		services[s.Name] = true
+		if err := checkRoles(c, where+".roles", s.Roles); err != nil {
+			return err
+		}
 		if s.Reload == "" && s.Restart == "" {
 			return invalid(where, "service %s needs reload or restart", quote(s.Name))
 		}
@@ -374,4 +383,14 @@ func classEnd(pat string, start int) (int, error) {
 		}
 	}
 	return 0, errors.New(`a [ opens a class that is never closed; write \[ to match a [`)
+}
+
+// checkRoles refuses a role that no host has: a hook or service limited to it would never run.
+func checkRoles(c *Config, where string, roles []string) error {
+	for i, r := range roles {
+		if !slices.ContainsFunc(c.Hosts, func(h Host) bool { return slices.Contains(h.Roles, r) }) {
+			return invalid(fmt.Sprintf("%s[%d]", where, i), "no host has the role %s, so this would never run", quote(r))
+		}
+	}
+	return nil
 }

@@ -144,12 +144,12 @@ func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, 
 var ErrRolledBack = errors.New("rolled back")
 
 func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart bool, rep Reporter) error {
-	if len(cfg.Services) == 0 {
-		return nil
+	var services []service.Service
+	for _, s := range servicesOn(cfg, m.Target) {
+		services = append(services, service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart})
 	}
-	services := make([]service.Service, len(cfg.Services))
-	for i, s := range cfg.Services {
-		services[i] = service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart}
+	if len(services) == 0 {
+		return nil
 	}
 	env := m.Root.Env(id, m.from, m.Name)
 	actions, err := service.Notify(ctx, m.Root.Host, m.Root.ReleaseDir(id), env, services, restart,
@@ -158,6 +158,17 @@ func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart
 		rep.Step(m.Name, a.Kind, a.Service, a.Took)
 	}
 	return err
+}
+
+// servicesOn is the services that run on t: those limited to roles t has none of are left out.
+func servicesOn(cfg *config.Config, t *Target) []config.Service {
+	var out []config.Service
+	for _, s := range cfg.Services {
+		if hasRole(t, s.Roles) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 func hasRestart(cfg *config.Config) bool {

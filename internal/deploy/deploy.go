@@ -334,7 +334,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	moves := make([]*move, len(runs))
 	for i, run := range runs {
 		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared, swap: run.swap}
-		if !hasAfterActivate(cfg, run.Target == onceHost) {
+		if len(hooksOn(cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost)) == 0 {
 			moves[i].wrapup = run.wrapup(cfg, id)
 		}
 	}
@@ -347,10 +347,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	// unlocks, and says what did not run.
 	_ = eachOf(runs, 0, func(run *hostRun) error {
 		m := moves[slices.Index(runs, run)]
-		for _, h := range cfg.Hooks.AfterActivate {
-			if h.Once && run.Target != onceHost {
-				continue
-			}
+		for _, h := range hooksOn(cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost) {
 			if ctx.Err() != nil {
 				rep.Warn(run.Name, fmt.Sprintf("interrupted: after_activate hook %q did not run", h.Run))
 				continue
@@ -411,15 +408,6 @@ func (run *hostRun) wrapup(cfg *config.Config, id string) *release.Wrapup {
 		rel.Current = rel.ID == id
 	}
 	return &release.Wrapup{Remove: st.Removable(cfg.Keep(), ""), Reason: "cleanup", Lease: run.lease}
-}
-
-func hasAfterActivate(cfg *config.Config, once bool) bool {
-	for _, h := range cfg.Hooks.AfterActivate {
-		if !h.Once || once {
-			return true
-		}
-	}
-	return false
 }
 
 // scan reads the build into a manifest, through the hash cache.

@@ -71,17 +71,13 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 			}
 			warned = true
 		}
-		for _, h := range cfg.Hooks.BeforeActivate {
-			if !h.Once || t == once {
-				p.Hooks = append(p.Hooks, h.Run)
-			}
+		for _, h := range hooksOn(cfg.Hooks.BeforeActivate, t, t == once) {
+			p.Hooks = append(p.Hooks, h.Run)
 		}
-		for _, h := range cfg.Hooks.AfterActivate {
-			if !h.Once || t == once {
-				p.After = append(p.After, h.Run)
-			}
+		for _, h := range hooksOn(cfg.Hooks.AfterActivate, t, t == once) {
+			p.After = append(p.After, h.Run)
 		}
-		for _, sv := range cfg.Services {
+		for _, sv := range servicesOn(cfg, t) {
 			cmd := sv.Reload
 			if cmd == "" {
 				cmd = sv.Restart

@@ -90,7 +90,7 @@ func eventHooks(ctx context.Context, cfg *config.Config, opts Options, event str
 			if err := cmd.Run(); err != nil {
 				rep.Warn("local", fmt.Sprintf("%s hook %q: %v", event, h.Run, err))
 			}
-		} else if _, err := Run(hctx, cfg, opts, nil, h.Run, env, func(host string) io.Writer {
+		} else if _, err := Run(hctx, cfg, opts, h.Roles, h.Run, env, func(host string) io.Writer {
 			return &writerFunc{fn: func(p []byte) { rep.Output(host, p) }}
 		}); err != nil {
 			rep.Warn("local", fmt.Sprintf("%s hook %q: %v", event, h.Run, err))

@@ -496,3 +496,31 @@ func TestSSHRunOnAFleet(t *testing.T) {
 		t.Errorf("run --role migrate: %+v, %v; want web2 alone", res, err)
 	}
 }
+
+// Hooks and services limited to roles run only on the hosts with one of them.
+func TestSSHHooksAndServicesByRole(t *testing.T) {
+	f := newFleet(t, 3, `hooks:
+  before_activate:
+    - run: touch "$FERRY_ROOT/../$FERRY_HOST-before"
+      roles: [migrate]
+  after_activate:
+    - run: touch "$FERRY_ROOT/../$FERRY_HOST-after"
+services:
+  - name: app
+    reload: touch "$FERRY_ROOT/../$FERRY_HOST-reloaded"
+    roles: [web]
+`)
+	f.mustDeployFleet()
+	dir := filepath.Dir(f.roots[0])
+	for _, name := range f.names {
+		onlyWeb2 := name == "web2" // the fleet's one host with roles web and migrate
+		for _, what := range []string{"before", "reloaded"} {
+			if _, err := os.Stat(filepath.Join(dir, name+"-"+what)); (err == nil) != onlyWeb2 {
+				t.Errorf("%s: %s ran: %v, want %v", name, what, err == nil, onlyWeb2)
+			}
+		}
+		if _, err := os.Stat(filepath.Join(dir, name+"-after")); err != nil {
+			t.Errorf("%s: the hook without roles did not run: %v", name, err)
+		}
+	}
+}

@@ -79,12 +79,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	for _, d := range changes.Modes {
 		u.Modes = append(u.Modes, release.DirMode{Path: d.Path, Mode: d.Mode})
 	}
-	var hooks []config.Hook
-	for _, h := range cfg.Hooks.BeforeActivate {
-		if !h.Once || once {
-			hooks = append(hooks, h)
-		}
-	}
+	hooks := hooksOn(cfg.Hooks.BeforeActivate, run.Target, once)
 	u.Complete = len(hooks) == 0
 
 	// Upload: one request that copies the previous release as hard links, unpacks what changed
@@ -161,6 +156,23 @@ func hookOf(cfg *config.Config, h config.Hook) release.Hook {
 }
 
 // onceTarget is the host that runs hooks marked once: the first with role migrate, else the first.
+// hooksOn is the hooks of a stage that run on t: those limited to roles t has none of are left
+// out, and a once hook runs only on the once host.
+func hooksOn(hooks []config.Hook, t *Target, once bool) []config.Hook {
+	var out []config.Hook
+	for _, h := range hooks {
+		if (!h.Once || once) && hasRole(t, h.Roles) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// hasRole reports whether t has one of roles, or roles is empty (every host).
+func hasRole(t *Target, roles []string) bool {
+	return len(roles) == 0 || slices.ContainsFunc(roles, func(r string) bool { return slices.Contains(t.Roles, r) })
+}
+
 func onceTarget(targets []*Target) *Target {
 	for _, t := range targets {
 		if slices.Contains(t.Roles, "migrate") {
