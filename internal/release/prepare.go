@@ -98,6 +98,10 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 
 	after := r.newScript()
 	after.line(`N=` + q(n))
+	// The release must still be where the stream went: a run killed on this side leaves this
+	// script running on the host, and the run that then takes the lock over removes the
+	// release; nothing may recreate it (mkdir -p of a shared path's parent would) or log it.
+	after.line(`[ -d "$N" ] && [ ! -L "$N" ] || die ` + q("release "+u.ID+" is gone: another run took over"))
 	for _, sp := range u.Shared {
 		r.linkSharedScript(after, u.ID, sp)
 	}
