@@ -46,7 +46,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		return err
 	}
 	stored := transfer.JoinLines(lines)
-	u := &release.Upload{ID: id, Message: opts.Message, User: user, Git: opts.git, Shared: shared, SharedFiles: cfg.Shared.Files}
+	u := &release.Upload{ID: id, Message: opts.Message, User: user, Git: opts.git, Lease: run.lease, Shared: shared, SharedFiles: cfg.Shared.Files}
 	for _, rel := range run.state.Incomplete() {
 		u.Recover = append(u.Recover, rel.ID)
 		rep.Warn(run.Name, fmt.Sprintf("removed incomplete release %s left by an interrupted deploy", rel.ID))

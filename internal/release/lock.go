@@ -247,6 +247,13 @@ func (l *Lease) unlockScript(s *script) {
 		`elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
 }
 
+// heldScript adds to s a check that the lock is still this run's: a run whose lock another
+// run took over (its process here was gone, while its last script still ran on the host; or
+// the rare takeover that could not put a fresh lock back) stops before it changes anything more.
+func (l *Lease) heldScript(s *script) {
+	s.line(`[ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ] || die "this run's lock was taken over by another run; it stops here"`)
+}
+
 // Release gives the lock up.
 func (l *Lease) Release(ctx context.Context) error {
 	s := l.root.newScript()

@@ -30,6 +30,9 @@ type DirMode struct {
 type Upload struct {
 	ID, Message, User string
 	Git               *Git // the commit the build came from, if it is in a git work tree
+	// Lease is the lock this run holds; the upload's last step checks it still does before it
+	// logs anything (nil: not checked).
+	Lease *Lease
 	// Previous is the release whose files are hard-linked into the new one (cp -al); "" to
 	// start empty. Next is the scratch copy of Previous the probe made, renamed into the new
 	// release instead when it is there.
@@ -102,6 +105,9 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	// script running on the host, and the run that then takes the lock over removes the
 	// release; nothing may recreate it (mkdir -p of a shared path's parent would) or log it.
 	after.line(`[ -d "$N" ] && [ ! -L "$N" ] || die ` + q("release "+u.ID+" is gone: another run took over"))
+	if u.Lease != nil {
+		u.Lease.heldScript(after)
+	}
 	for _, sp := range u.Shared {
 		r.linkSharedScript(after, u.ID, sp)
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -576,6 +577,40 @@ func TestChangedSharedComparesHashesOfOneKeyOnly(t *testing.T) {
 	} {
 		if got := ChangedShared(tc.before, tc.now); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: ChangedShared = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+// A run whose lock was taken over (its process gone here while its upload still ran on the
+// host) stops before it logs its release complete.
+func TestUploadStopsWhenItsLockWasTakenOver(t *testing.T) {
+	r := newRoot(t)
+	_, lease, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, ProbeOptions{}, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := CurrentHolder("ferry deploy")
+	other.Host, other.PID = "elsewhere", 1
+	data, _ := json.Marshal(other)
+	if err := os.WriteFile(filepath.Join(r.Dir, ".ferry", "lock"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
+	var stream bytes.Buffer
+	tw := tar.NewWriter(&stream)
+	for name, data := range map[string][]byte{"index.html": []byte("a"), ".m": manifest} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	tw.Close()
+	sum := sha256.Sum256(manifest)
+	u := &Upload{ID: "20260101-000000", User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true, Lease: lease}
+	if _, err := r.Prepare(context.Background(), u, &stream); err == nil || !strings.Contains(err.Error(), "taken over") {
+		t.Fatalf("prepare under a lock taken over: %v; want it stopped", err)
+	}
+	for _, ev := range readLog(t, r) {
+		if ev.Type == EventComplete {
+			t.Errorf("the release was logged complete: %+v", ev)
 		}
 	}
 }
