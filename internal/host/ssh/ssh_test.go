@@ -35,13 +35,7 @@ func TestConformance(t *testing.T) {
 
 // KeepAlive is answered by OpenSSH, and fails once the connection is gone.
 func TestKeepAlive(t *testing.T) {
-	client := webtest.NewSSHClient(t)
-	srv := webtest.StartSSHD(t, client, false)
-	client.Alias(t, "web1", srv)
-	h, err := Dial(context.Background(), "web1", "web1", Options{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := dialTestServer(t)
 	if err := h.KeepAlive(); err != nil {
 		t.Fatalf("keepalive on a live connection: %v", err)
 	}
@@ -49,4 +43,17 @@ func TestKeepAlive(t *testing.T) {
 	if err := h.KeepAlive(); err == nil {
 		t.Fatal("keepalive on a closed connection succeeded")
 	}
+}
+
+// dialTestServer starts a real sshd on loopback and connects to it as web1.
+func dialTestServer(t *testing.T) *SSH {
+	t.Helper()
+	client := webtest.NewSSHClient(t)
+	srv := webtest.StartSSHD(t, client, false)
+	client.Alias(t, "web1", srv)
+	h, err := Dial(context.Background(), "web1", "web1", Options{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

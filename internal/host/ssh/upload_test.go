@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
 // semiCompressible is content like a binary's: gzip shrinks it, not to nothing.
@@ -63,13 +61,7 @@ func TestUploadStreamIsWrittenInLargePieces(t *testing.T) {
 
 // A large file uploaded again and again to a real sshd arrives whole every time.
 func TestLargeUploadManyTimes(t *testing.T) {
-	client := webtest.NewSSHClient(t)
-	srv := webtest.StartSSHD(t, client, false)
-	client.Alias(t, "web1", srv)
-	h, err := Dial(context.Background(), "web1", "web1", Options{ConfigFile: client.Config, KnownHostsFile: client.KnownHosts, IdentityFiles: []string{client.KeyFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := dialTestServer(t)
 	defer h.Close()
 	dir := t.TempDir()
 	for i := range 6 {
