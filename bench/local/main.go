@@ -13,9 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/ferry-deploy/ferry/bench/internal/benchkit"
 )
 
 func main() {
@@ -35,12 +36,12 @@ func main() {
 	for i := range *files {
 		p := filepath.Join(build, fmt.Sprintf("public/d%03d/f%05d.txt", i/100, i))
 		if i%100 == 0 {
-			must(os.MkdirAll(filepath.Dir(p), 0o755))
+			benchkit.Must(os.MkdirAll(filepath.Dir(p), 0o755))
 		}
-		must(os.WriteFile(p, fmt.Appendf(nil, "file %d\n", i), 0o644))
+		benchkit.Must(os.WriteFile(p, fmt.Appendf(nil, "file %d\n", i), 0o644))
 	}
 	root := filepath.Join(work, "srv")
-	must(os.WriteFile(filepath.Join(site, "ferry.yaml"), fmt.Appendf(nil, "root: %s\nsource: ./build\nkeep_releases: 3\n", root), 0o644))
+	benchkit.Must(os.WriteFile(filepath.Join(site, "ferry.yaml"), fmt.Appendf(nil, "root: %s\nsource: ./build\nkeep_releases: 3\n", root), 0o644))
 	deploy := func() time.Duration {
 		cmd := exec.Command(ferry, "deploy", "-q")
 		cmd.Dir = site
@@ -59,7 +60,7 @@ func main() {
 
 	var ferryT, cpT, scanT, floorT []time.Duration
 	for r := range *rounds {
-		must(os.WriteFile(filepath.Join(build, "public/d000/f00000.txt"), fmt.Appendf(nil, "round %d\n", r), 0o644))
+		benchkit.Must(os.WriteFile(filepath.Join(build, "public/d000/f00000.txt"), fmt.Appendf(nil, "round %d\n", r), 0o644))
 		measureFloor := func() {
 			copyDir := filepath.Join(work, "copy")
 			run("sync")
@@ -70,7 +71,7 @@ func main() {
 			run("find", build, "-printf", "%s %T@\\n")
 			s := time.Since(start)
 			cpT, scanT, floorT = append(cpT, c), append(scanT, s), append(floorT, c+s)
-			must(os.RemoveAll(copyDir))
+			benchkit.Must(os.RemoveAll(copyDir))
 		}
 		measureFerry := func() {
 			run("sync")
@@ -86,11 +87,11 @@ func main() {
 	}
 	fmt.Printf("incremental deploy of a %d-file site, one file changed, %d rounds (medians)\n\n", *files, *rounds)
 	fmt.Printf("| | time |\n|---|---:|\n")
-	fmt.Printf("| cp -al of the release | %s |\n", ms(median(cpT)))
-	fmt.Printf("| stat scan of the build (find -printf) | %s |\n", ms(median(scanT)))
-	fmt.Printf("| floor: both | %s |\n", ms(median(floorT)))
-	fmt.Printf("| ferry deploy | %s |\n", ms(median(ferryT)))
-	fmt.Printf("| ferry / floor | %.2f× |\n", float64(median(ferryT))/float64(median(floorT)))
+	fmt.Printf("| cp -al of the release | %s |\n", ms(benchkit.Median(cpT)))
+	fmt.Printf("| stat scan of the build (find -printf) | %s |\n", ms(benchkit.Median(scanT)))
+	fmt.Printf("| floor: both | %s |\n", ms(benchkit.Median(floorT)))
+	fmt.Printf("| ferry deploy | %s |\n", ms(benchkit.Median(ferryT)))
+	fmt.Printf("| ferry / floor | %.2f× |\n", float64(benchkit.Median(ferryT))/float64(benchkit.Median(floorT)))
 	fmt.Printf("\nferry samples: %s\nfloor samples: %s\n", list(ferryT), list(floorT))
 }
 
@@ -100,18 +101,6 @@ func run(name string, args ...string) {
 	if out, err := cmd.CombinedOutput(); err != nil && !strings.HasPrefix(name, "find") {
 		log.Fatalf("%s %v: %v\n%s", name, args, err, out)
 	}
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }

@@ -23,6 +23,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-deploy/ferry/bench/internal/benchkit"
+
 	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
@@ -31,13 +33,13 @@ func main() {
 	files := flag.Int("files", 2000, "files in the site")
 	flag.Parse()
 	log.SetFlags(0)
-	install("openssh-server", "capistrano", "ruby-ed25519", "ruby-bcrypt-pbkdf", "git")
+	benchkit.Install("openssh-server", "capistrano", "ruby-ed25519", "ruby-bcrypt-pbkdf", "git")
 
 	env := &webtest.Program{}
 	defer env.Close()
 	work := env.TempDir()
 	ferry := filepath.Join(work, "ferry")
-	must(exec.Command("go", "build", "-o", ferry, "./cmd/ferry").Run())
+	benchkit.Must(exec.Command("go", "build", "-o", ferry, "./cmd/ferry").Run())
 	client := webtest.NewSSHClient(env)
 	home := filepath.Join(work, "home")
 	os.MkdirAll(filepath.Join(home, ".ssh"), 0o700)
@@ -82,20 +84,7 @@ func main() {
 	os.MkdirAll(filepath.Join(capRoot, "shared", "public", "uploads"), 0o755)
 	os.WriteFile(filepath.Join(capRoot, "shared", ".env"), []byte("APP=bench\n"), 0o600)
 
-	hostsCfg := func(n int) string {
-		p := filepath.Join(work, fmt.Sprintf("ferry-%d.yaml", n))
-		var b strings.Builder
-		fmt.Fprintf(&b, "root: /unused\nsource: %s\nexclude: [.git]\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhosts:\n", site)
-		for i := range n {
-			host := i + 1
-			if n == 1 {
-				host = 2 // web1 is Capistrano's
-			}
-			fmt.Fprintf(&b, "  - ssh: web%d\n    root: %s/ferry-%d/web%d\n", host, work, n, host)
-		}
-		os.WriteFile(p, []byte(b.String()), 0o644)
-		return p
-	}
+	hostsCfg := func(n int) string { return benchkit.FleetConfig(work, site, n) }
 	ferryRun := func(cfg string, args ...string) time.Duration {
 		cmd := exec.Command(ferry, append([]string{"-q", "-c", cfg}, args...)...)
 		cmd.Env = ferryEnv
@@ -125,7 +114,7 @@ func main() {
 	}
 	fmt.Printf("| over SSH, %d files | Capistrano 3.17 (median) | ferry (median) | ferry / Capistrano |\n|---|---:|---:|---:|\n", *files)
 	row := func(name string, c, f []time.Duration) {
-		mc, mf := median(c), median(f)
+		mc, mf := benchkit.Median(c), benchkit.Median(f)
 		fmt.Printf("| %s | %s | %s | %.2f× |\n", name, ms(mc), ms(mf), float64(mf)/float64(mc))
 	}
 	row("first deploy", capFirst, fFirst)
@@ -145,9 +134,9 @@ func main() {
 			inc = append(inc, ferryRun(cfg, "deploy"))
 			skew = append(skew, activationSkew(work, n))
 		}
-		fmt.Printf("| %d | %s | %s | %s |\n", n, ms(median(first)), ms(median(inc)), ms(median(skew)))
+		fmt.Printf("| %d | %s | %s | %s |\n", n, ms(benchkit.Median(first)), ms(benchkit.Median(inc)), ms(benchkit.Median(skew)))
 	}
-	fmt.Printf("\nmedians of %d runs; all servers are Debian's sshd on 127.0.0.1; %d cores\n", *rounds, numCPU())
+	fmt.Printf("\nmedians of %d runs; all servers are Debian's sshd on 127.0.0.1; %d cores\n", *rounds, benchkit.NumCPU())
 }
 
 // activationSkew is the spread of the times at which the hosts' logs recorded the last swap.
@@ -194,47 +183,10 @@ func git(dir string, args ...string) {
 	}
 }
 
-func install(pkgs ...string) {
-	var missing []string
-	for _, p := range pkgs {
-		if exec.Command("dpkg", "-s", p).Run() != nil {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	log.Printf("installing %v", missing)
-	cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		log.Fatalf("apt-get install %v: %v\n%s", missing, err, out)
-	}
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
-
-func numCPU() int {
-	out, _ := exec.Command("nproc").Output()
-	var n int
-	fmt.Sscan(string(out), &n)
-	return n
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
 
 func mustRead(p string) []byte {
 	b, err := os.ReadFile(p)
-	must(err)
+	benchkit.Must(err)
 	return b
 }

@@ -19,10 +19,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferry-deploy/ferry/bench/internal/benchkit"
 
 	"github.com/skeema/knownhosts"
 
@@ -50,25 +51,25 @@ func main() {
 	}
 	body = body[:*mb<<20]
 	file := filepath.Join(work, "big.bin")
-	must(os.WriteFile(file, body, 0o644))
+	benchkit.Must(os.WriteFile(file, body, 0o644))
 	var stream bytes.Buffer
 	tw := tar.NewWriter(&stream)
-	must(tw.WriteHeader(&tar.Header{Name: "big.bin", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Now()}))
+	benchkit.Must(tw.WriteHeader(&tar.Header{Name: "big.bin", Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg, ModTime: time.Now()}))
 	_, err = tw.Write(body)
-	must(err)
-	must(tw.Close())
+	benchkit.Must(err)
+	benchkit.Must(tw.Close())
 
 	client := webtest.NewSSHClient(env)
 	srv := webtest.StartSSHD(env, client, false)
 	dest := filepath.Join(work, "dest")
-	must(os.MkdirAll(dest, 0o755))
+	benchkit.Must(os.MkdirAll(dest, 0o755))
 	fmt.Printf("one %d MB file over SSH, %d rounds, medians\n\n| RTT | scp | ferry upload | ferry / scp |\n|---:|---:|---:|---:|\n", *mb, *rounds)
 	for _, f := range strings.Split(*rtts, ",") {
 		rtt, _ := strconv.Atoi(f)
 		proxy, err := delayproxy.Start(env, srv.Addr, time.Duration(rtt)*time.Millisecond/2)
-		must(err)
+		benchkit.Must(err)
 		kh := filepath.Join(work, "known_hosts-"+f)
-		must(os.WriteFile(kh, []byte(knownhosts.Line([]string{proxy.Addr()}, srv.HostKey)+"\n"), 0o600))
+		benchkit.Must(os.WriteFile(kh, []byte(knownhosts.Line([]string{proxy.Addr()}, srv.HostKey)+"\n"), 0o600))
 		_, port, _ := strings.Cut(proxy.Addr(), ":")
 		opts := ssh.Options{KnownHostsFile: kh, IdentityFiles: []string{client.KeyFile}, ConfigFile: filepath.Join(work, "no-config")}
 		var scpT, ferryT []time.Duration
@@ -86,7 +87,7 @@ func main() {
 				os.Remove(filepath.Join(dest, "big.bin"))
 				start := time.Now()
 				h, err := ssh.Dial(context.Background(), "web1", "root@"+proxy.Addr(), opts)
-				must(err)
+				benchkit.Must(err)
 				if _, err := h.Unpack(context.Background(), dest, bytes.NewReader(stream.Bytes()), "", ""); err != nil {
 					log.Fatal(err)
 				}
@@ -101,21 +102,9 @@ func main() {
 				scp()
 			}
 		}
-		s, u := median(scpT), median(ferryT)
+		s, u := benchkit.Median(scpT), benchkit.Median(ferryT)
 		fmt.Printf("| %d ms | %d ms | %d ms | %.2f× |\n", rtt, s.Milliseconds(), u.Milliseconds(), float64(u)/float64(s))
 		proxy.Close()
 	}
 	fmt.Println("\nBoth connect anew each time, handshake included.")
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
-}
-
-func median(d []time.Duration) time.Duration {
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
 }

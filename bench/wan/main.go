@@ -28,6 +28,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-deploy/ferry/bench/internal/benchkit"
+
 	"github.com/skeema/knownhosts"
 
 	"github.com/ferry-deploy/ferry/internal/delayproxy"
@@ -70,8 +72,8 @@ func main() {
 	if len(rtts) == 0 || len(hosts) == 0 || *rounds < 1 {
 		log.Fatal("need -rounds ≥ 1 and at least one -rtt and one -hosts")
 	}
-	install("openssh-server", "capistrano", "ruby-ed25519", "ruby-bcrypt-pbkdf", "git", "librsvg2-bin")
-	must(os.MkdirAll(*outDir, 0o755))
+	benchkit.Install("openssh-server", "capistrano", "ruby-ed25519", "ruby-bcrypt-pbkdf", "git", "librsvg2-bin")
+	benchkit.Must(os.MkdirAll(*outDir, 0o755))
 
 	env := &webtest.Program{}
 	defer env.Close()
@@ -133,20 +135,7 @@ func main() {
 		return time.Since(start)
 	}
 
-	fleetCfg := func(n int) string {
-		p := filepath.Join(work, fmt.Sprintf("ferry-%d.yaml", n))
-		var b strings.Builder
-		fmt.Fprintf(&b, "root: /unused\nsource: %s\nexclude: [.git]\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhosts:\n", site)
-		for i := range n {
-			host := i + 1
-			if n == 1 {
-				host = 2 // web1 is Capistrano's
-			}
-			fmt.Fprintf(&b, "  - ssh: web%d\n    root: %s/ferry-%d/web%d\n", host, work, n, host)
-		}
-		check(os.WriteFile(p, []byte(b.String()), 0o644))
-		return p
-	}
+	fleetCfg := func(n int) string { return benchkit.FleetConfig(work, site, n) }
 	ferryRun := func(cfg string, args ...string) time.Duration {
 		cmd := exec.Command(ferry, append([]string{"-q", "-c", cfg}, args...)...)
 		cmd.Env = ferryEnv
@@ -288,7 +277,7 @@ func writeTables(b *strings.Builder, results []*result, fleets []int, files, rou
 	b.WriteString("|---|---:|---:|---:|---:|\n")
 	for _, op := range ops {
 		for _, r := range results {
-			c, f := median(r.Times["capistrano "+op.key]), median(r.Times["ferry "+op.key])
+			c, f := benchkit.Median(r.Times["capistrano "+op.key]), benchkit.Median(r.Times["ferry "+op.key])
 			fmt.Fprintf(b, "| %s | %d ms | %s | %s | %.2f× |\n", op.name, r.RTTms, ms(c), ms(f), float64(f)/float64(c))
 		}
 	}
@@ -305,8 +294,8 @@ func writeTables(b *strings.Builder, results []*result, fleets []int, files, rou
 	}
 	for _, row := range rows {
 		for _, r := range results {
-			up, down := medianInt(r.BytesUp[row.key]), medianInt(r.BytesDown[row.key])
-			fmt.Fprintf(b, "| %s | %d ms | %s | %s | %s | %s |\n", row.name, r.RTTms, ms(median(r.Times[row.key])),
+			up, down := benchkit.Median(r.BytesUp[row.key]), benchkit.Median(r.BytesDown[row.key])
+			fmt.Fprintf(b, "| %s | %d ms | %s | %s | %s | %s |\n", row.name, r.RTTms, ms(benchkit.Median(r.Times[row.key])),
 				thousands(up), thousands(down), thousands((up+down)/int64(row.hosts)))
 		}
 	}
@@ -328,7 +317,7 @@ func writeTables(b *strings.Builder, results []*result, fleets []int, files, rou
 		}
 	}
 	fmt.Fprintf(b, "\nmedians of %d runs; each sshd on 127.0.0.1 behind a delay proxy holding each chunk for RTT/2 each way; %d cores\n",
-		rounds, numCPU())
+		rounds, benchkit.NumCPU())
 }
 
 // slope fits time = a + b × RTT to every sample of key by least squares and returns b: the number
@@ -364,7 +353,7 @@ func writeChart(path string, results []*result, files int) error {
 	for _, r := range results {
 		maxRTT = max(maxRTT, r.RTTms)
 		for _, l := range lines {
-			maxMs = max(maxMs, float64(median(r.Times[l.key]).Microseconds())/1000)
+			maxMs = max(maxMs, float64(benchkit.Median(r.Times[l.key]).Microseconds())/1000)
 		}
 	}
 	step := niceStep(maxMs / 5)
@@ -391,7 +380,7 @@ func writeChart(path string, results []*result, files int) error {
 	for i, l := range lines {
 		var pts []string
 		for _, r := range sorted {
-			v := float64(median(r.Times[l.key]).Microseconds()) / 1000
+			v := float64(benchkit.Median(r.Times[l.key]).Microseconds()) / 1000
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(r.RTTms), y(v)))
 			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="4" fill="%s"/><text x="%.1f" y="%.1f" text-anchor="middle" fill="%s">%s</text>`+"\n",
 				x(r.RTTms), y(v), l.color, x(r.RTTms), y(v)-9, l.color, label(v))
@@ -463,24 +452,6 @@ func git(dir string, args ...string) error {
 	return nil
 }
 
-func install(pkgs ...string) {
-	var missing []string
-	for _, p := range pkgs {
-		if exec.Command("dpkg", "-s", p).Run() != nil {
-			missing = append(missing, p)
-		}
-	}
-	if len(missing) == 0 {
-		return
-	}
-	log.Printf("installing %v", missing)
-	cmd := exec.Command("apt-get", append([]string{"install", "-y", "-qq", "--no-install-recommends"}, missing...)...)
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		log.Fatalf("apt-get install %v: %v\n%s", missing, err, out)
-	}
-}
-
 func intList(s string) []int {
 	var out []int
 	for f := range strings.SplitSeq(s, ",") {
@@ -496,24 +467,6 @@ func intList(s string) []int {
 	return out
 }
 
-func median(d []time.Duration) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianInt(v []int64) int64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
 func ms(d time.Duration) string { return thousands(d.Milliseconds()) + " ms" }
 
 // thousands writes n with commas between groups of three digits, as the README's tables do.
@@ -523,17 +476,4 @@ func thousands(n int64) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
-}
-
-func numCPU() int {
-	out, _ := exec.Command("nproc").Output()
-	var n int
-	fmt.Sscan(string(out), &n)
-	return n
-}
-
-func must(err error) {
-	if err != nil {
-		log.Fatal(err)
-	}
 }
