@@ -41,6 +41,9 @@ type crashSite struct {
 	shared []string
 	env    []string // extra environment of ferry (HOME for SSH)
 	hosts  string   // the hosts: section
+	// idle waits until what a killed run left running on the host has ended (over SSH, its
+	// commands go on until they notice the connection is gone); nil for a local root.
+	idle func()
 }
 
 func newCrashSite(t *testing.T, files int, hook string) *crashSite {
@@ -62,7 +65,9 @@ func newCrashSiteSSH(t *testing.T, files int) *crashSite {
 		}
 		os.WriteFile(filepath.Join(home, ".ssh", name), b, 0o600)
 	}
-	return newCrashSiteOn(t, files, "true", "hosts:\n  - ssh: web1\n", []string{"HOME=" + home})
+	s := newCrashSiteOn(t, files, "true", "hosts:\n  - ssh: web1\n", []string{"HOME=" + home})
+	s.idle = func() { server.WaitIdle(t, 60*time.Second) }
+	return s
 }
 
 func newCrashSiteOn(t *testing.T, files int, hook, hosts string, env []string) *crashSite {
@@ -173,7 +178,7 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 
 	phases := map[string]int{}
 	tookOver := 0
-	for range kills {
+	for i := range kills {
 		s.change(rng)
 		var stderr bytes.Buffer
 		cmd := s.command("deploy")
@@ -185,15 +190,27 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 		cmd.Process.Signal(syscall.SIGKILL)
 		cmd.Wait()
 		phases[lastStep(stderr.String())]++
-		s.check(false)
 
+		// Over SSH the killed run goes on on the host for a while. Every other time the next
+		// deploy waits for it to end, so that the root can be checked as the kill left it;
+		// the other times it races what is left of the killed run, as a user's next deploy may.
+		settle := s.idle == nil || i%2 == 0
+		if settle && s.idle != nil {
+			s.idle()
+		}
+		if settle {
+			s.check(false)
+		}
 		_, lockErr := os.Stat(filepath.Join(s.root, ".ferry/lock"))
 		out := s.deploy()
-		if lockErr == nil {
+		if settle && lockErr == nil {
 			if !strings.Contains(out, "took over a stale lock") {
 				t.Fatalf("the dead run's lock was not taken over with a warning:\n%s", out)
 			}
 			tookOver++
+		}
+		if s.idle != nil {
+			s.idle()
 		}
 		s.check(true)
 	}

@@ -1,6 +1,7 @@
 package webtest
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
@@ -12,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
@@ -178,6 +180,48 @@ func (s *SSHD) Stop() {
 		syscall.Kill(pid, syscall.SIGKILL)
 	}
 	<-s.exited
+}
+
+// WaitIdle waits until no command of a session of the server is left: a client killed mid-run
+// leaves its commands running on the host, orphaned, until they end or notice the connection is
+// gone. They are found by the SSH_CONNECTION sshd put in their environment (what they start in
+// the background too).
+func (s *SSHD) WaitIdle(t TB, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		pids := s.sessionProcesses()
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("processes %v of sessions of sshd on %s still run after %v", pids, s.Addr, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sessionProcesses lists the processes whose SSH_CONNECTION names this server's port.
+func (s *SSHD) sessionProcesses() []int {
+	suffix := []byte(" 127.0.0.1 " + s.Port)
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		if err != nil {
+			continue
+		}
+		for _, v := range bytes.Split(env, []byte{0}) {
+			if bytes.HasPrefix(v, []byte("SSH_CONNECTION=")) && bytes.HasSuffix(v, suffix) {
+				out = append(out, pid)
+			}
+		}
+	}
+	return out
 }
 
 // descendants lists the processes below pid.
