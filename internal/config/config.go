@@ -104,14 +104,33 @@ type Hook struct {
 	Roles []string `yaml:"roles"`
 }
 
-// Service is something to reload (or restart) after every swap.
+// Service is something to reload (or restart) after every swap, or, with Switch "socket", an
+// app server that runs one process per release behind <root>/<name>.sock (DESIGN §5).
 type Service struct {
 	Name    string `yaml:"name"`
 	Reload  string `yaml:"reload"`
 	Restart string `yaml:"restart"`
+	// RestartAlways runs restart after every swap; without it, restart runs only when a shared
+	// file changed (and reload, if any, otherwise).
+	RestartAlways bool `yaml:"restart_always"`
 	// Roles limits the service to the hosts with one of these roles.
 	Roles []string `yaml:"roles"`
+
+	// Switch "socket": Start runs in each new release, serving on $FERRY_SOCKET; ferry runs it
+	// detached unless Stop is set (a supervisor's start and stop, such as systemctl). The
+	// previous release's process gets StopSignal and Drain to finish, then SIGKILL.
+	Switch     string   `yaml:"switch"`
+	Start      string   `yaml:"start"`
+	Stop       string   `yaml:"stop"`
+	StopSignal string   `yaml:"stop_signal"`
+	Drain      Duration `yaml:"drain"`
 }
+
+// SwitchSocket is the Switch of a service that runs one process per release.
+const SwitchSocket = "socket"
+
+// Socket reports whether s runs one process per release behind a swapped socket link.
+func (s Service) Socket() bool { return s.Switch == SwitchSocket }
 
 // Health describes the check polled after activation.
 type Health struct {
@@ -126,6 +145,7 @@ type Health struct {
 const (
 	DefaultKeepReleases = 5
 	DefaultHookTimeout  = 10 * time.Minute
+	DefaultDrain        = 30 * time.Second
 )
 
 // Keep returns keep_releases with its default applied.
@@ -258,6 +278,16 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 	}
 	if c.HookTimeout == 0 {
 		c.HookTimeout = Duration(DefaultHookTimeout)
+	}
+	for i := range c.Services {
+		if s := &c.Services[i]; s.Socket() {
+			if s.StopSignal == "" {
+				s.StopSignal = "TERM"
+			}
+			if s.Drain == 0 {
+				s.Drain = Duration(DefaultDrain)
+			}
+		}
 	}
 	if c.Health != nil {
 		if c.Health.ExpectStatus == 0 {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,13 +198,8 @@ func (c *Config) validate() error {
 		if err := checkRoles(c, where+".roles", s.Roles); err != nil {
 			return err
 		}
-		if s.Reload == "" && s.Restart == "" {
-			return invalid(where, "service %s needs reload or restart", quote(s.Name))
-		}
-		for _, cmd := range []struct{ key, value string }{{"reload", s.Reload}, {"restart", s.Restart}} {
-			if cmd.value != "" && strings.TrimSpace(cmd.value) == "" {
-				return invalid(where+"."+cmd.key, "service %s: %s is blank; give a command or leave the key out", quote(s.Name), cmd.key)
-			}
+		if err := checkService(c, where, s); err != nil {
+			return err
 		}
 	}
 	if c.Health != nil {
@@ -239,6 +235,75 @@ func (c *Config) validate() error {
 				where = fmt.Sprintf("$.hosts[%d].root", i)
 			}
 			return invalid(where, "root %s is inside the build %s: every deploy would ship the releases again; put the root outside it", root, src)
+		}
+	}
+	return nil
+}
+
+// stopSignals are the signals a socket service's process may be asked to stop with.
+var stopSignals = []string{"TERM", "INT", "QUIT", "HUP", "USR1", "USR2", "WINCH", "KILL"}
+
+// socketName is what a socket service's name may be: it names files (<name>.sock, run/).
+var socketName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]*$`)
+
+// maxSocketPath is the longest path connect(2) takes for a unix socket (sun_path, less its NUL).
+const maxSocketPath = 107
+
+func checkService(c *Config, where string, s Service) error {
+	for _, cmd := range []struct{ key, value string }{{"reload", s.Reload}, {"restart", s.Restart}, {"start", s.Start}, {"stop", s.Stop}} {
+		if cmd.value != "" && strings.TrimSpace(cmd.value) == "" {
+			return invalid(where+"."+cmd.key, "service %s: %s is blank; give a command or leave the key out", quote(s.Name), cmd.key)
+		}
+	}
+	switch s.Switch {
+	case "":
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"start", s.Start != ""}, {"stop", s.Stop != ""}, {"stop_signal", s.StopSignal != ""}, {"drain", s.Drain != 0}} {
+			if k.set {
+				return invalid(where+"."+k.key, "service %s: %s is for a service with switch: socket (one process per release); reload and restart tell a running server about the new release", quote(s.Name), k.key)
+			}
+		}
+		if s.Reload == "" && s.Restart == "" {
+			return invalid(where, "service %s needs reload or restart (or switch: socket with start)", quote(s.Name))
+		}
+		if s.RestartAlways && s.Restart == "" {
+			return invalid(where+".restart_always", "service %s: restart_always needs a restart command", quote(s.Name))
+		}
+		return nil
+	case SwitchSocket:
+	default:
+		return invalid(where+".switch", "service %s: switch %s is not known: the only switch is socket", quote(s.Name), quote(s.Switch))
+	}
+	if s.Start == "" {
+		return invalid(where, "service %s: switch: socket needs start, the command that serves the release on $FERRY_SOCKET", quote(s.Name))
+	}
+	for _, k := range []struct{ key, value string }{{"reload", s.Reload}, {"restart", s.Restart}} {
+		if k.value != "" {
+			return invalid(where+"."+k.key, "service %s: a socket service starts a new process for each release; %s does not apply (use start, and stop for a supervisor)", quote(s.Name), k.key)
+		}
+	}
+	if s.RestartAlways {
+		return invalid(where+".restart_always", "service %s: a socket service starts a new process for each release; restart_always does not apply", quote(s.Name))
+	}
+	if !socketName.MatchString(s.Name) {
+		return invalid(where+".name", "service %s: the name of a socket service names its files (<root>/<name>.sock): use letters, digits, - and _", quote(s.Name))
+	}
+	if !slices.Contains(stopSignals, s.StopSignal) {
+		return invalid(where+".stop_signal", "service %s: stop_signal %s is not one of %s", quote(s.Name), quote(s.StopSignal), strings.Join(stopSignals, ", "))
+	}
+	if s.Drain < 0 {
+		return invalid(where+".drain", "drain must be positive")
+	}
+	for i, h := range c.Hosts {
+		root, at := c.Root, "$.root"
+		if h.Root != "" {
+			root, at = h.Root, fmt.Sprintf("$.hosts[%d].root", i)
+		}
+		// <root>/run/<name>.<release id, up to 20>.sock
+		if n := len(path.Clean(root)) + len("/run/") + len(s.Name) + len(".20261127-101502-99.sock"); n > maxSocketPath {
+			return invalid(at, "root %s is too long for the sockets of service %s: a unix socket's path may have %d bytes, and <root>/run/%s.<release>.sock would have %d; use a shorter root or name", quote(root), quote(s.Name), maxSocketPath, s.Name, n)
 		}
 	}
 	return nil
