@@ -146,7 +146,9 @@ var ErrRolledBack = errors.New("rolled back")
 func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart bool, rep Reporter) error {
 	var services []service.Service
 	for _, s := range servicesOn(cfg, m.Target) {
-		services = append(services, service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart})
+		if !s.Socket() { // moved with the swap
+			services = append(services, service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart, RestartAlways: s.RestartAlways})
+		}
 	}
 	if len(services) == 0 {
 		return nil

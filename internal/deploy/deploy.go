@@ -302,6 +302,9 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		if rerr := <-reach; err == nil {
 			err = rerr
 		}
+		if err == nil {
+			err = startProcesses(ctx, cfg, run.Target, id, run.state.Current, false, rep)
+		}
 		return err
 	})
 	if err != nil {
@@ -380,6 +383,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		}
 		run.lease = nil
 		run.result.Removed = d.Removed
+		stoppedSteps(run.Target, d, rep)
 		for _, w := range d.Warnings {
 			rep.Warn(run.Name, w)
 		}

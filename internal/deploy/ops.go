@@ -85,10 +85,20 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 		m.swap, err = m.Root.PrepareRollback(ctx, res.To, res.From, cfg.Shared.Files)
 		return err
 	})
+	if err == nil {
+		// The target's processes answer before any host swaps (a socket service's process
+		// of the release left is stopped when the run ends).
+		err = eachMove(moves, func(m *move) error {
+			return startProcesses(ctx, cfg, m.Target, res.To, res.From, true, rep)
+		})
+	}
 	if err != nil {
 		_ = eachMove(moves, func(m *move) error {
 			if m.swap != nil {
 				m.swap.Abort(context.WithoutCancel(ctx))
+			}
+			if len(m.Root.Sockets) > 0 {
+				_ = m.Root.KillProcesses(context.WithoutCancel(ctx), res.To)
 			}
 			return nil
 		})

@@ -41,9 +41,20 @@ func (r *Root) removeScript(s *script, id, reason string) {
 	rel, t := q(r.ReleaseDir(id)), r.Dir+"/releases/"+trashPrefix+id+"."+randomSuffix()
 	// A release that cannot be moved (releases/ not writable by this user) stays, with a
 	// warning: cleanup never stops a run.
-	s.line(`if [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
+	if len(r.Sockets) > 0 {
+		// A release whose process still drains is kept: a later run removes it.
+		s.line(r.runningScript(id))
+		s.line(`if [ -n "$busy" ]; then note kept ` + q(id) + ` warn "kept release ` + id + `: its $busy process still runs (draining); a later run removes it"`)
+		s.line(`elif [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
+	} else {
+		s.line(`if [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
+	}
 	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
 	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
+	for _, so := range r.Sockets {
+		p := r.procFile(so.Name, id)
+		s.line(`rm -f ` + q(p) + ` ` + q(p) + `.stopping.* ` + q(r.SocketPath(so.Name, id)) + ` ` + q(r.SocketLog(so.Name, id)))
+	}
 	s.line(`else note kept ` + q(id) + ` warn ` + q("could not remove release "+id+": ") + `"$e"; fi`)
 	s.trash = append(s.trash, t)
 }
@@ -94,6 +105,7 @@ func (r *Root) wrapupScript(s *script, w *Wrapup) {
 type Done struct {
 	Removed  []string
 	Warnings []string
+	Stopped  []string // "<service> <release>" of each process asked to stop
 }
 
 func done(w *Wrapup, f []string) *Done {
@@ -105,6 +117,8 @@ func done(w *Wrapup, f []string) *Done {
 			d.Warnings = append(d.Warnings, f[i+1])
 		case "kept":
 			kept[f[i+1]] = true
+		case "stopped":
+			d.Stopped = append(d.Stopped, f[i+1])
 		}
 	}
 	if w != nil {

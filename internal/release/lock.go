@@ -243,8 +243,11 @@ func (l *Lease) unlockScript(s *script) {
 	if l.links != "" {
 		s.line(`rm -f "$R"/current.` + l.links + `??????`)
 	}
-	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ]; then rm -f "$R/.ferry/lock"; ` +
-		`elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
+	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ]; then`)
+	// Only the run that holds the lock may stop processes: another run's new process is
+	// neither current nor linked until its swap.
+	l.root.stopStaleScript(s)
+	s.line(`rm -f "$R/.ferry/lock"; elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
 }
 
 // heldScript adds to s a check that the lock is still this run's: a run whose lock another

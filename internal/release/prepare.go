@@ -231,6 +231,7 @@ func (r *Root) Fail(ctx context.Context, id string, cause error, keep bool, w *W
 	s.event(Event{Type: EventFailed, Release: id, Error: forLog(cause)})
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ]; then rm -f "$f"; fi; done`)
 	if !keep {
+		r.killScript(s, id)
 		r.removeScript(s, id, "failed")
 	}
 	r.wrapupScript(s, w)

@@ -27,6 +27,9 @@ import (
 type Root struct {
 	Host host.Host
 	Dir  string // absolute path of <root> on the host
+	// Sockets are the socket services on this host (see Socket): swaps move their links,
+	// removals keep a release whose process runs, and a run's unlock stops stale processes.
+	Sockets []Socket
 	// renameWait is how long a swap's finish waits for its rename (see Swap.Commit); zero is
 	// 10 s. Tests shorten it.
 	renameWait time.Duration

@@ -152,6 +152,7 @@ func (sw *Swap) finish(ctx context.Context, w *Wrapup, wait bool) ([]string, err
 		s.line(`  sleep 0.01 2>/dev/null || sleep 1`)
 		s.line(`done`)
 	}
+	r.linkSocketsScript(s, sw.ev.Release)
 	s.line(`durable "$R/current"`)
 	s.event(sw.ev)
 	r.wrapupScript(s, w)

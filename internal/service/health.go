@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -106,3 +107,82 @@ func fetch(ctx context.Context, client *http.Client, url string) *Response {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	return &Response{Status: resp.StatusCode, Body: string(body)}
 }
+
+// Ready waits until the process behind the unix socket answers, within timeout: c's URL path
+// sent to the socket when c is set (its status and body as the health check expects), else a
+// connection accepted. Every second, alive says whether the process still runs; its error ends
+// the wait at once.
+func Ready(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), socket string, c *Check, release string, timeout time.Duration, alive func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	unixDial := func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "unix", socket) }
+	var try func() *Response
+	want := "a connection"
+	where := "unix:" + socket
+	if c != nil {
+		u, err := url.Parse(c.URL)
+		if err != nil {
+			return err
+		}
+		u.Scheme = "http" // the app behind the socket speaks plain HTTP; TLS ends in front of it
+		where += ":" + u.RequestURI()
+		contains := strings.ReplaceAll(c.Contains, "{{release}}", release)
+		want = fmt.Sprintf("status %d", c.ExpectStatus)
+		if contains != "" {
+			want += fmt.Sprintf(" with %q in the body", contains)
+		}
+		client := &http.Client{
+			Transport:     &http.Transport{DialContext: unixDial, DisableKeepAlives: true, Proxy: nil},
+			Timeout:       min(timeout, 10*time.Second),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+		try = func() *Response {
+			r := fetch(ctx, client, u.String())
+			if r.Err == nil && (r.Status != c.ExpectStatus || !strings.Contains(r.Body, contains)) {
+				r.Err = errWrongAnswer
+			}
+			return r
+		}
+	} else {
+		try = func() *Response {
+			conn, err := unixDial(ctx, "", "")
+			if err != nil {
+				return &Response{Err: err}
+			}
+			conn.Close()
+			return &Response{}
+		}
+	}
+	var last *Response
+	checked := time.Now()
+	for {
+		r := try()
+		if r.Err == nil {
+			return nil
+		}
+		if !errors.Is(r.Err, context.DeadlineExceeded) || last == nil {
+			last = r
+			if errors.Is(r.Err, errWrongAnswer) {
+				last.Err = nil
+			}
+		}
+		if time.Since(checked) >= time.Second && alive != nil {
+			checked = time.Now()
+			if err := alive(ctx); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if alive != nil {
+				if err := alive(context.WithoutCancel(ctx)); err != nil {
+					return err
+				}
+			}
+			return &HealthError{URL: where, Want: want, Last: last}
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+var errWrongAnswer = errors.New("wrong answer")

@@ -17,6 +17,9 @@ type Service struct {
 	Name    string
 	Reload  string // graceful: re-read code, keep serving
 	Restart string // used instead of Reload when a shared file (the environment) changed
+	// RestartAlways runs Restart after every swap. Without it, a service with only Restart
+	// restarts only when a shared file changed, and is left alone otherwise.
+	RestartAlways bool
 }
 
 // Action is what was run for one service.
@@ -42,14 +45,18 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Notify runs each service's reload, or its restart when restart is set and it has one, in dir
-// on h. It stops at the first failure.
+// Notify runs each service's reload, or its restart when restart is set (a shared file changed)
+// or the service has RestartAlways, in dir on h. A service with only a restart command is left
+// alone when neither holds. It stops at the first failure.
 func Notify(ctx context.Context, h host.Host, dir string, env []string, services []Service, restart bool, timeout time.Duration, out func([]byte)) ([]Action, error) {
 	var done []Action
 	for _, s := range services {
 		kind, script := "reload", s.Reload
-		if (restart && s.Restart != "") || s.Reload == "" {
+		if s.Restart != "" && (restart || s.RestartAlways) {
 			kind, script = "restart", s.Restart
+		}
+		if script == "" {
+			continue
 		}
 		start := time.Now()
 		var buf strings.Builder

@@ -1,0 +1,92 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferry-deploy/ferry/internal/config"
+	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/release"
+	"github.com/ferry-deploy/ferry/internal/service"
+)
+
+// DefaultReadyTimeout is how long a socket service's new process has to answer when health
+// is not configured (with health, its timeout).
+const DefaultReadyTimeout = 30 * time.Second
+
+// startProcesses starts release id's process of every socket service on t and waits until
+// each answers on its socket. With reuse (a rollback), a process of the release that still
+// runs and was never asked to stop is kept. Nothing live changes here: the stable links move
+// with the swap. A process that does not answer is left for the caller to kill (Root.Fail, or
+// Root.KillProcesses).
+func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, previous string, reuse bool, rep Reporter) error {
+	for _, so := range t.Root.Sockets {
+		start := time.Now()
+		env := t.Root.SocketEnv(so, id, previous, t.Name)
+		how := "started"
+		if so.Supervised() {
+			if err := t.Root.MarkSupervised(ctx, so, id); err != nil {
+				return err
+			}
+			var out strings.Builder
+			w := &writerFunc{fn: func(p []byte) { out.Write(p); rep.Output(t.Name, p) }}
+			err := t.Root.Host.Run(ctx, host.Command{Script: t.Root.Expand(so, so.Start, id), Dir: t.Root.ReleaseDir(id), Env: env,
+				Stdout: w, Stderr: w, Timeout: time.Duration(cfg.HookTimeout)})
+			if err != nil {
+				return fmt.Errorf("%s: start %q: %w; its output:\n%s", so.Name, so.Start, err, strings.TrimRight(out.String(), "\n"))
+			}
+		} else {
+			ps, err := t.Root.StartProcess(ctx, so, id, env, reuse)
+			if err != nil {
+				return err
+			}
+			if ps.Reused {
+				how = "still running"
+			}
+		}
+		var check *service.Check
+		timeout := DefaultReadyTimeout
+		if cfg.Health != nil {
+			c := healthCheck(cfg)
+			check, timeout = &c, c.Timeout
+		}
+		sock := t.Root.SocketPath(so.Name, id)
+		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context) error {
+			return t.Root.ProcessCheck(ctx, so, id)
+		})
+		var pe *release.ProcessError
+		switch {
+		case errors.Is(err, host.ErrNoForwarding):
+			return &release.HintError{
+				Err:  fmt.Errorf("%s: ferry checks the new process through the SSH connection, and the server refuses: %w", so.Name, err),
+				Hint: "allow forwarding to unix sockets for the deploy user (AllowStreamLocalForwarding local in sshd_config)",
+			}
+		case errors.As(err, &pe):
+			return err
+		case err != nil && !so.Supervised():
+			return &release.ProcessError{Service: so.Name, Log: t.Root.SocketLog(so.Name, id), Output: t.Root.ProcessOutput(context.WithoutCancel(ctx), so, id),
+				Err: fmt.Errorf("release %s's process did not answer: %w", id, err)}
+		case err != nil:
+			return fmt.Errorf("%s: release %s's process did not answer: %w", so.Name, id, err)
+		}
+		rep.Step(t.Name, "start", fmt.Sprintf("%s %s, answers on %s", so.Name, how, sock), time.Since(start))
+	}
+	return nil
+}
+
+// stoppedSteps reports the processes a run's end asked to stop.
+func stoppedSteps(t *Target, d *release.Done, rep Reporter) {
+	for _, s := range d.Stopped {
+		name, id, _ := strings.Cut(s, " ")
+		drain := ""
+		for _, so := range t.Root.Sockets {
+			if so.Name == name && !so.Supervised() {
+				drain = fmt.Sprintf(" (SIG%s, then SIGKILL after %s)", so.Signal, so.Drain)
+			}
+		}
+		rep.Step(t.Name, "stop", fmt.Sprintf("%s of release %s drains%s", name, id, drain), 0)
+	}
+}
