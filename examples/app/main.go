@@ -39,6 +39,7 @@ func main() {
 	// /slow?ms=2000 answers after that long: a request in flight across a deploy.
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		log.Printf("slow request: %d ms", ms)
 		time.Sleep(time.Duration(ms) * time.Millisecond)
 		fmt.Fprintf(w, "<meta name=\"release\" content=\"%s\">\nslept %d ms\n", version, ms)
 	})
