@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -44,6 +45,8 @@ type crashSite struct {
 	// idle waits until what a killed run left running on the host has ended (over SSH, its
 	// commands go on until they notice the connection is gone); nil for a local root.
 	idle func()
+	// settled, if set, checks more once a deploy after a kill finished.
+	settled func()
 }
 
 func newCrashSite(t *testing.T, files int, hook string) *crashSite {
@@ -213,6 +216,9 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 			s.idle()
 		}
 		s.check(true)
+		if s.settled != nil {
+			s.settled()
+		}
 	}
 	sharedAfter, err := invariants.Snapshot(filepath.Join(s.root, "shared"))
 	if err != nil {
@@ -227,6 +233,85 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 	}
 	sort.Strings(seen)
 	t.Logf("%d kills, by last step reported: %s; stale locks taken over: %d", kills, strings.Join(seen, " "), tookOver)
+}
+
+// TestKilledSocketDeployLeavesOneProcess kills ferry at random instants of deploys of an app
+// server behind a socket link (examples/app, switch: socket): once the next deploy finished,
+// app.sock points at the current release's socket, which answers, and once the old processes
+// drained, the current release's is the only one running. 10 kills, 100 with FERRY_TEST_SOAK=1.
+func TestKilledSocketDeployLeavesOneProcess(t *testing.T) {
+	kills := 10
+	if os.Getenv("FERRY_TEST_SOAK") != "" {
+		kills = 100
+	}
+	s := newCrashSiteOn(t, 500, "true", "services:\n  - name: app\n    switch: socket\n    start: exec ./app\n    drain: 5s\n", nil)
+	app := filepath.Join(s.build, "app")
+	if out, err := exec.Command("go", "build", "-o", app, "../../examples/app").CombinedOutput(); err != nil {
+		t.Fatalf("go build examples/app: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { killGroups(s.root) })
+	s.settled = func() {
+		cur, _ := os.Readlink(filepath.Join(s.root, "current"))
+		id := strings.TrimPrefix(cur, "releases/")
+		if link, _ := os.Readlink(filepath.Join(s.root, "app.sock")); link != "run/app."+id+".sock" {
+			t.Fatalf("app.sock -> %q, want the current release %s's socket", link, id)
+		}
+		conn, err := net.Dial("unix", filepath.Join(s.root, "app.sock"))
+		if err != nil {
+			t.Fatalf("app.sock does not answer: %v", err)
+		}
+		conn.Close()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			running := runningGroups(s.root)
+			if len(running) == 1 && running[0] == id {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("processes of releases %v still run, want only %s's", running, id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	killLoop(t, s, kills)
+}
+
+// runningGroups lists the releases whose process, as ferry recorded it under root, runs.
+func runningGroups(root string) []string {
+	files, _ := filepath.Glob(filepath.Join(root, ".ferry", "proc", "*"))
+	var out []string
+	for _, f := range files {
+		var pid int
+		var start string
+		b, _ := os.ReadFile(f)
+		if n, _ := fmt.Sscan(string(b), &pid, &start); n != 2 {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		if fields[0] != "Z" && fields[19] == start {
+			id := strings.TrimPrefix(filepath.Base(f), "app.")
+			id, _, _ = strings.Cut(id, ".stopping.")
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// killGroups kills the process groups of every process ferry recorded under root.
+func killGroups(root string) {
+	files, _ := filepath.Glob(filepath.Join(root, ".ferry", "proc", "*"))
+	for _, f := range files {
+		var pid int
+		b, _ := os.ReadFile(f)
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+			syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
 }
 
 // TestInterruptedDeployLeavesNothingBehind sends SIGINT while a hook runs: ferry stops the hook,

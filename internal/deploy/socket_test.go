@@ -368,3 +368,41 @@ func TestSocketKeepReleasesNeverRemovesARunningRelease(t *testing.T) {
 		t.Fatalf("release %s is still there once its process ended", v1)
 	}
 }
+
+// TestSSHSocketSwitchOnAFleet deploys examples/app to two hosts over SSH: each host starts the
+// new process, ferry checks it through the SSH connection (a forwarded unix socket), and both
+// hosts' app.sock move together; a rollback moves both back.
+func TestSSHSocketSwitchOnAFleet(t *testing.T) {
+	bin := exampleApp(t)
+	f := newFleet(t, 2, "services:\n  - name: app\n    switch: socket\n    start: exec ./app\n    drain: 10s\n")
+	for _, root := range f.roots {
+		t.Cleanup(func() { killApps(t, root) })
+	}
+	os.RemoveAll(f.src)
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write("app", string(b))
+	os.Chmod(filepath.Join(f.src, "app"), 0o755)
+	f.appVersion("v1")
+	v1 := f.mustDeployFleet()
+	f.appVersion("v2")
+	v2 := f.mustDeployFleet()
+	for i, root := range f.roots {
+		if got := getSocket(t, filepath.Join(root, "app.sock"), "/"); !strings.Contains(got, "v2") {
+			t.Errorf("%s: app.sock serves %q, want v2", f.names[i], got)
+		}
+		waitFor(t, f.names[i]+"'s old process to drain", func() bool {
+			apps := runningApps(root)
+			return len(apps) == 1 && apps[0] == v2
+		})
+	}
+	f.mustRollbackFleet()
+	for i, root := range f.roots {
+		if got := getSocket(t, filepath.Join(root, "app.sock"), "/healthz"); !strings.Contains(got, v1) {
+			t.Errorf("%s: app.sock after the rollback answers %q, want %s", f.names[i], got, v1)
+		}
+	}
+	f.checkAll()
+}

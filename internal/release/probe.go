@@ -296,7 +296,7 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 	if gz, ok := secs["loggz"]; ok {
 		zr, err := gzip.NewReader(bytes.NewReader(gz))
 		if err != nil {
-			return nil, fmt.Errorf("read the log of %s: %w", r.Dir, err)
+			return nil, fmt.Errorf("read the log of %s: %w (the host sent %q)", r.Dir, err, gz[:min(80, len(gz))])
 		}
 		if log, err = io.ReadAll(zr); err != nil {
 			return nil, fmt.Errorf("read the log of %s: %w", r.Dir, err)
