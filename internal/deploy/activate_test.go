@@ -49,6 +49,30 @@ services:
 	}
 }
 
+// A service with only restart restarts when a shared file changed, and is left alone
+// otherwise; with restart_always it restarts after every swap.
+func TestRestartOnlyServicesRestartWhenEnvChangedOrAlways(t *testing.T) {
+	s := newSite(t, `shared:
+  files: [.env]
+services:
+  - name: worker
+    restart: echo "worker $FERRY_RELEASE" >> "$FERRY_ROOT/../services.log"
+  - name: cron
+    restart: echo "cron $FERRY_RELEASE" >> "$FERRY_ROOT/../services.log"
+    restart_always: true
+`)
+	log := filepath.Join(filepath.Dir(s.root), "services.log")
+	a := s.mustDeploy()
+	b := s.mustDeploy()
+	os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("DB=new\n"), 0o600)
+	c := s.mustDeploy()
+	got, _ := os.ReadFile(log)
+	want := fmt.Sprintf("cron %[1]s\ncron %[2]s\nworker %[3]s\ncron %[3]s\n", a, b, c)
+	if diff := cmp.Diff(want, string(got)); diff != "" {
+		t.Fatalf("services run (-want +got):\n%s", diff)
+	}
+}
+
 func TestFailingReloadSwapsBack(t *testing.T) {
 	s := newSite(t, `services:
   - name: app

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Open) {
 		{"RunEnvDirAndStreams", runEnvDirAndStreams},
 		{"RunExitStatus", runExitStatus},
 		{"RunTimeoutKillsTheProcessGroup", runTimeoutKillsTheGroup},
+		{"RunBackgroundProcessHoldingTheOutput", runBackgroundHoldingOutput},
 		{"DialReachesTheHostsLoopback", dialReachesLoopback},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -290,6 +291,35 @@ func runTimeoutKillsTheGroup(t *testing.T, h host.Host, dir string) {
 			t.Fatalf("the command's child %d still runs after the timeout", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runBackgroundHoldingOutput: a command that leaves a process in the background with its
+// output (reload: sleep 20 &) returns soon, long before its Timeout, with an error that says to
+// redirect that output; one that redirects it returns nil; the command's own output is whole.
+func runBackgroundHoldingOutput(t *testing.T, h host.Host, dir string) {
+	pidFile := filepath.Join(dir, "bg.pid")
+	t.Cleanup(func() {
+		if data, err := os.ReadFile(pidFile); err == nil {
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(data))); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	var stdout, stderr bytes.Buffer
+	err := h.Run(ctx(t), host.Command{Script: "echo started; printf 'no newline' >&2; sleep 30 & echo $! > " + host.Quote(pidFile),
+		Stdout: &stdout, Stderr: &stderr, Timeout: 20 * time.Second})
+	var te *host.TimeoutError
+	if err == nil || errors.As(err, &te) || !strings.Contains(err.Error(), "redirect that process's output") {
+		t.Fatalf("Run = %v, want an error that says to redirect the background process's output", err)
+	}
+	if stdout.String() != "started\n" || stderr.String() != "no newline" {
+		t.Fatalf("stdout %q, stderr %q; want %q and %q", stdout.String(), stderr.String(), "started\n", "no newline")
+	}
+	stdout.Reset()
+	err = h.Run(ctx(t), host.Command{Script: "sleep 30 >/dev/null 2>&1 & echo $! > " + host.Quote(pidFile) + "; echo done", Stdout: &stdout, Timeout: 20 * time.Second})
+	if err != nil || stdout.String() != "done\n" {
+		t.Fatalf("Run with the output redirected = %v, %q; want nil and %q", err, stdout.String(), "done\n")
 	}
 }
 
