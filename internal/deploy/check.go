@@ -89,6 +89,8 @@ func (c *checker) run() error {
 		c.verifyLive()
 	}
 	c.forwarding()
+	c.services()
+	c.sockets()
 	c.sharedInBuild()
 	c.nginx()
 	c.opcache()
@@ -219,6 +221,47 @@ func (c *checker) forwarding() {
 	var he *release.HintError
 	if err := healthReachable(c.ctx, c.cfg, c.t); errors.As(err, &he) {
 		c.add(check.Error, "health-forwarding", he.Error()+": every deploy would fail before its swap", he.Hint)
+	}
+}
+
+// services reports service commands that drop requests on every deploy: a reload that is a
+// restart, and a restart of PHP-FPM (SIGUSR2, its graceful reload, finishes requests in flight;
+// a restart stops every worker at once).
+func (c *checker) services() {
+	for _, s := range servicesOn(c.cfg, c.t) {
+		fpm := strings.Contains(s.Reload+s.Restart, "fpm")
+		switch {
+		case strings.Contains(s.Reload, "restart"):
+			c.add(check.Warning, "reload-restarts", fmt.Sprintf("service %q: its reload (%s) restarts: requests in flight fail at every deploy", s.Name, s.Reload),
+				"reload gracefully (for PHP-FPM: systemctl reload php8.2-fpm, which sends SIGUSR2), or make the app a socket service (switch: socket)")
+		case fpm && s.Restart != "" && (s.RestartAlways || s.Reload == ""):
+			c.add(check.Warning, "php-fpm-restart", fmt.Sprintf("service %q restarts PHP-FPM at every deploy: a restart stops every worker and requests in flight get 502", s.Name),
+				"reload it instead: reload: systemctl reload php8.2-fpm (SIGUSR2: workers finish their requests); keep restart for when .env changed")
+		case fpm && s.Restart != "":
+			c.add(check.Info, "php-fpm-restart", fmt.Sprintf("service %q restarts PHP-FPM when a shared file changed: requests in flight then get 502", s.Name),
+				"if the app reads .env on every request (as Laravel without config:cache does), a reload (SIGUSR2) is enough: drop restart")
+		}
+	}
+}
+
+// sockets checks what socket services need on the host: setsid, and a stable link that points
+// at a socket. (Whether the SSH server forwards unix sockets cannot be told from a socket that
+// does not exist: OpenSSH says "open failed" to both; a deploy finds it.)
+func (c *checker) sockets() {
+	r := c.t.Root
+	if len(r.Sockets) == 0 {
+		return
+	}
+	if _, err := c.sh("command -v setsid"); err != nil {
+		c.add(check.Error, "setsid-missing", "setsid is not installed: ferry starts socket services detached with it", "install util-linux (or BusyBox's setsid)")
+	}
+	for _, so := range r.Sockets {
+		link := r.StableSocket(so.Name)
+		out, err := c.sh(`if [ -L ` + host.Quote(link) + ` ] && [ ! -S ` + host.Quote(link) + ` ]; then readlink ` + host.Quote(link) + `; fi`)
+		if err == nil && strings.TrimSpace(out) != "" {
+			c.add(check.Error, "socket-dangling", fmt.Sprintf("%s points at %s, which is not a socket: the web server gets no answer", link, strings.TrimSpace(out)),
+				"deploy again, or roll back: ferry starts the release's process and swaps the link")
+		}
 	}
 }
 

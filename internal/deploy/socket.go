@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/host"
 	"github.com/ferry-deploy/ferry/internal/release"
@@ -54,16 +56,25 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 			check, timeout = &c, c.Timeout
 		}
 		sock := t.Root.SocketPath(so.Name, id)
-		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context) error {
-			return t.Root.ProcessCheck(ctx, so, id)
+		// A socket that exists while the SSH server still fails every connection to it: the
+		// server does not forward unix sockets (OpenSSH says only "open failed"), or may not
+		// connect to this one.
+		refused := 0
+		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context, last error) error {
+			listening, err := t.Root.ProcessCheck(ctx, so, id)
+			var oce *gossh.OpenChannelError
+			if listening && errors.As(last, &oce) {
+				if refused++; refused >= 2 {
+					return &release.HintError{
+						Err:  fmt.Errorf("%s: the process listens on %s, and the SSH server refuses to connect to it (%v)", so.Name, sock, last),
+						Hint: "allow forwarding to unix sockets for the deploy user (AllowStreamLocalForwarding local in sshd_config), and let the deploy user connect to the socket (its mode)",
+					}
+				}
+			}
+			return err
 		})
 		var pe *release.ProcessError
 		switch {
-		case errors.Is(err, host.ErrNoForwarding):
-			return &release.HintError{
-				Err:  fmt.Errorf("%s: ferry checks the new process through the SSH connection, and the server refuses: %w", so.Name, err),
-				Hint: "allow forwarding to unix sockets for the deploy user (AllowStreamLocalForwarding local in sshd_config)",
-			}
 		case errors.As(err, &pe):
 			return err
 		case err != nil && !so.Supervised():

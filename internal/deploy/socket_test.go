@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/probe"
+	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
@@ -405,4 +407,59 @@ func TestSSHSocketSwitchOnAFleet(t *testing.T) {
 		}
 	}
 	f.checkAll()
+}
+
+// A server that refuses to forward unix sockets: a deploy fails before its swap with what to
+// change, long before the readiness timeout.
+func TestSSHSocketNoForwarding(t *testing.T) {
+	bin := exampleApp(t)
+	client := webtest.NewSSHClient(t)
+	srv := webtest.StartSSHDWith(t, client, webtest.SSHDOptions{Config: "AllowStreamLocalForwarding no"})
+	client.Alias(t, "web1", srv)
+	root := filepath.Join(t.TempDir(), "srv")
+	s := newSite(t, fmt.Sprintf("hosts:\n  - ssh: web1\n    root: %s\nservices:\n  - name: app\n    switch: socket\n    start: exec ./app\n", root))
+	s.root = root
+	s.opts.SSH = sshOptions(client)
+	t.Cleanup(func() { killApps(t, root) })
+	b, _ := os.ReadFile(bin)
+	s.write("app", string(b))
+	os.Chmod(filepath.Join(s.src, "app"), 0o755)
+	_, err := s.deploy()
+	var he *release.HintError
+	if !errors.As(err, &he) || !strings.Contains(he.Hint, "AllowStreamLocalForwarding") {
+		t.Fatalf("deploy: %v; want the refusal, with a hint", err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "current")); err == nil {
+		t.Errorf("current exists: the deploy was swapped")
+	}
+	if apps := runningApps(root); len(apps) != 0 {
+		t.Errorf("processes left running: %v", apps)
+	}
+}
+
+// 'ferry check' reports service commands that drop requests, and a stable link that points at
+// no socket.
+func TestCheckFindsServicesThatDropRequests(t *testing.T) {
+	s := appSite(t, "exec ./app", "5s", "")
+	s.appVersion("v1")
+	id := s.mustDeploy()
+	s.cfg.Services = append(s.cfg.Services,
+		config.Service{Name: "php-fpm", Reload: "systemctl restart php8.2-fpm"},
+		config.Service{Name: "pool", Restart: "systemctl restart php8.2-fpm", RestartAlways: true})
+	killApps(t, s.root)
+	waitFor(t, "the app to die", func() bool { return len(runningApps(s.root)) == 0 })
+	os.Remove(filepath.Join(s.root, "run", "app."+id+".sock"))
+	findings, err := Check(context.Background(), s.cfg, s.opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range findings {
+		got[f.Code] = true
+	}
+	for _, code := range []string{"reload-restarts", "php-fpm-restart", "socket-dangling"} {
+		if !got[code] {
+			t.Errorf("check did not report %s: %v", code, findings)
+		}
+	}
 }

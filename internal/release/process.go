@@ -115,22 +115,24 @@ func (r *Root) MarkSupervised(ctx context.Context, s Socket, id string) error {
 var ErrProcessExited = errors.New("the process exited")
 
 // ProcessCheck fails with ErrProcessExited, and the last lines of the process's output, when
-// release id's detached process of s no longer runs.
-func (r *Root) ProcessCheck(ctx context.Context, s Socket, id string) error {
-	if s.Supervised() {
-		return nil
-	}
+// release id's detached process of s no longer runs. listening reports whether its socket
+// exists.
+func (r *Root) ProcessCheck(ctx context.Context, s Socket, id string) (listening bool, err error) {
 	sc := r.newScript()
 	sc.line(procFunctions)
-	sc.line(`if ! alive $(cat ` + q(r.procFile(s.Name, id)) + ` 2>/dev/null); then note exited; tail -n 20 ` + q(r.SocketLog(s.Name, id)) + ` 2>/dev/null; fi`)
+	sc.line(`if [ -S ` + q(r.SocketPath(s.Name, id)) + ` ]; then note listening; fi`)
+	if !s.Supervised() {
+		sc.line(`if ! alive $(cat ` + q(r.procFile(s.Name, id)) + ` 2>/dev/null); then note exited; tail -n 20 ` + q(r.SocketLog(s.Name, id)) + ` 2>/dev/null; fi`)
+	}
 	out, err := r.Host.Script(ctx, sc.String())
 	if err != nil {
-		return fmt.Errorf("check %s: %w", s.Name, scriptError(err))
+		return false, fmt.Errorf("check %s: %w", s.Name, scriptError(err))
 	}
-	if rest, ok := strings.CutPrefix(string(out), "exited\x00"); ok {
-		return &ProcessError{Service: s.Name, Log: r.SocketLog(s.Name, id), Output: rest, Err: ErrProcessExited}
+	o, listening := strings.CutPrefix(string(out), "listening\x00")
+	if rest, ok := strings.CutPrefix(o, "exited\x00"); ok {
+		return listening, &ProcessError{Service: s.Name, Log: r.SocketLog(s.Name, id), Output: rest, Err: ErrProcessExited}
 	}
-	return nil
+	return listening, nil
 }
 
 // ProcessError is a process that did not come up, with the end of its output.

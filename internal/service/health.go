@@ -110,9 +110,9 @@ func fetch(ctx context.Context, client *http.Client, url string) *Response {
 
 // Ready waits until the process behind the unix socket answers, within timeout: c's URL path
 // sent to the socket when c is set (its status and body as the health check expects), else a
-// connection accepted. Every second, alive says whether the process still runs; its error ends
-// the wait at once.
-func Ready(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), socket string, c *Check, release string, timeout time.Duration, alive func(context.Context) error) error {
+// connection accepted. Every second, alive says whether the process still runs (given why the
+// last attempt failed); its error ends the wait at once.
+func Ready(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), socket string, c *Check, release string, timeout time.Duration, alive func(ctx context.Context, last error) error) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	unixDial := func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "unix", socket) }
@@ -168,14 +168,14 @@ func Ready(ctx context.Context, dial func(ctx context.Context, network, addr str
 		}
 		if time.Since(checked) >= time.Second && alive != nil {
 			checked = time.Now()
-			if err := alive(ctx); err != nil {
+			if err := alive(ctx, r.Err); err != nil {
 				return err
 			}
 		}
 		select {
 		case <-ctx.Done():
 			if alive != nil {
-				if err := alive(context.WithoutCancel(ctx)); err != nil {
+				if err := alive(context.WithoutCancel(ctx), last.Err); err != nil {
 					return err
 				}
 			}
