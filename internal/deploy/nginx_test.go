@@ -260,6 +260,51 @@ func TestPHPFPMServesNewCodeRightAfterEachDeploy(t *testing.T) {
 	}
 }
 
+// TestPHPFPMGracefulReloadDropsNothing deploys examples/php 20 times with PHP-FPM reloaded
+// after each swap by SIGUSR2 (systemctl reload), the form the example and 'ferry check'
+// recommend, under load: no request fails.
+func TestPHPFPMGracefulReloadDropsNothing(t *testing.T) {
+	fpm := webtest.StartPHPFPM(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "srv")
+	src := filepath.Join(dir, "app")
+	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "..", "examples", "php"))); err != nil {
+		t.Fatal(err)
+	}
+	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
+	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
+	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
+	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))
+	text += fmt.Sprintf("services:\n  - name: php-fpm\n    reload: %s\n", fpm.ReloadCommand())
+	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte(text), 0o644)
+	cfg, err := config.Load(filepath.Join(src, "ferry.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := &recorder{}
+	if _, err := Deploy(context.Background(), cfg, DeployOptions{}, rep); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []probe.Result)
+	go func() { done <- probe.Run(ctx, probe.Options{Addr: ngx.Addr, Path: "/", Conns: 4, Marker: markerRe}) }()
+	for n := 1; n <= 20; n++ {
+		os.WriteFile(filepath.Join(src, "version.php"), fmt.Appendf(nil, "<?php\nreturn 'version %d';\n", n), 0o644)
+		if _, err := Deploy(context.Background(), cfg, DeployOptions{}, rep); err != nil {
+			t.Fatalf("deploy %d: %v", n, err)
+		}
+	}
+	cancel()
+	sum := probe.Summarize(<-done)
+	t.Logf("%s during 20 PHP deploys with a reload (SIGUSR2) each", sum)
+	if sum.Non2xx != 0 || sum.ConnErrors != 0 {
+		t.Fatalf("%s; first: %v", sum, sum.FirstErrors)
+	}
+	if n := strings.Count(strings.Join(rep.steps, "\n"), "reload php-fpm"); n < 20 {
+		t.Fatalf("PHP-FPM was reloaded %d times, want 20", n)
+	}
+}
+
 func get(t *testing.T, url string) string {
 	t.Helper()
 	resp, err := http.Get(url)

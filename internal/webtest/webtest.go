@@ -186,6 +186,10 @@ type PHPFPM struct {
 	cmd  *exec.Cmd
 }
 
+// ReloadCommand is the shell command that reloads this PHP-FPM gracefully, as
+// systemctl reload php8.2-fpm does: SIGUSR2 to its master.
+func (p *PHPFPM) ReloadCommand() string { return fmt.Sprintf("kill -USR2 %d", p.cmd.Process.Pid) }
+
 // StartPHPFPM starts PHP-FPM in the foreground with a pool on a loopback port.
 func StartPHPFPM(t TB) *PHPFPM {
 	t.Helper()
@@ -196,6 +200,8 @@ func StartPHPFPM(t TB) *PHPFPM {
 pid = %[1]s/php-fpm.pid
 error_log = %[1]s/php-fpm.log
 daemonize = no
+; Without it a reload (SIGUSR2) kills the workers at once: requests in flight get 502.
+process_control_timeout = 10s
 [www]
 user = root
 listen = %[2]s
