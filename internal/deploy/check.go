@@ -256,7 +256,7 @@ func (c *checker) fpmControlTimeout() {
 	if err != nil {
 		return
 	}
-	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+	for _, line := range strings.Split(out, "\n") {
 		file, value, ok := strings.Cut(line, "\t")
 		if !ok {
 			continue
