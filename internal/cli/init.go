@@ -40,8 +40,17 @@ hooks:
 # hook_timeout: 10m            # default timeout of a hook
 # services:                    # run after every swap (deploy and rollback)
 #   - name: php-fpm
-#     reload: sudo systemctl reload php8.2-fpm
-#     restart: sudo systemctl restart php8.2-fpm   # used when a shared file (.env) changed
+#     reload: sudo systemctl reload php8.2-fpm     # SIGUSR2: graceful with process_control_timeout = 10s
+#   - name: worker
+#     restart: sudo systemctl restart worker       # only when a shared file (.env) changed
+#     restart_always: false    # true: after every swap
+#   - name: app                # an app server: one process per release behind <root>/app.sock
+#     switch: socket
+#     start: exec ./app        # in the release; serves on $FERRY_SOCKET
+#     stop_signal: TERM        # to the previous release's process, once the deploy succeeded
+#     drain: 30s               # then SIGKILL
+#     # under systemd: start: sudo systemctl start app@{{release}}
+#     #                stop: sudo systemctl stop app@{{release}}
 # health:
 #   url: http://127.0.0.1/healthz
 #   expect_status: 200
