@@ -123,7 +123,7 @@ type Service struct {
 	Start      string   `yaml:"start"`
 	Stop       string   `yaml:"stop"`
 	StopSignal string   `yaml:"stop_signal"`
-	Drain      Duration `yaml:"drain"`
+	Drain      *Duration `yaml:"drain"` // nil: DefaultDrain; 0 is SIGKILL at once
 }
 
 // SwitchSocket is the Switch of a service that runs one process per release.
@@ -284,8 +284,9 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 			if s.StopSignal == "" {
 				s.StopSignal = "TERM"
 			}
-			if s.Drain == 0 {
-				s.Drain = Duration(DefaultDrain)
+			if s.Drain == nil {
+				d := Duration(DefaultDrain)
+				s.Drain = &d
 			}
 		}
 	}

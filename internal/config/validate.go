@@ -260,7 +260,7 @@ func checkService(c *Config, where string, s Service) error {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"start", s.Start != ""}, {"stop", s.Stop != ""}, {"stop_signal", s.StopSignal != ""}, {"drain", s.Drain != 0}} {
+		}{{"start", s.Start != ""}, {"stop", s.Stop != ""}, {"stop_signal", s.StopSignal != ""}, {"drain", s.Drain != nil}} {
 			if k.set {
 				return invalid(where+"."+k.key, "service %s: %s is for a service with switch: socket (one process per release); reload and restart tell a running server about the new release", quote(s.Name), k.key)
 			}
@@ -293,7 +293,7 @@ func checkService(c *Config, where string, s Service) error {
 	if !slices.Contains(stopSignals, s.StopSignal) {
 		return invalid(where+".stop_signal", "service %s: stop_signal %s is not one of %s", quote(s.Name), quote(s.StopSignal), strings.Join(stopSignals, ", "))
 	}
-	if s.Drain < 0 {
+	if *s.Drain < 0 {
 		return invalid(where+".drain", "drain must be positive")
 	}
 	for i, h := range c.Hosts {

@@ -78,11 +78,20 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 			p.After = append(p.After, h.Run)
 		}
 		for _, sv := range servicesOn(cfg, t) {
-			cmd := sv.Reload
-			if cmd == "" {
-				cmd = sv.Restart
+			var what string
+			switch {
+			case sv.Socket():
+				what = fmt.Sprintf("start %s in the new release before the swap, then %s.sock -> it; the previous release's process gets SIG%s and %s to drain", sv.Start, sv.Name, sv.StopSignal, time.Duration(*sv.Drain))
+			case sv.Reload != "" && sv.Restart != "":
+				what = fmt.Sprintf("reload: %s (restart: %s when a shared file changed)", sv.Reload, sv.Restart)
+			case sv.Reload != "":
+				what = "reload: " + sv.Reload
+			case sv.RestartAlways:
+				what = "restart: " + sv.Restart
+			default:
+				what = fmt.Sprintf("restart: %s, only when a shared file changed", sv.Restart)
 			}
-			p.Services = append(p.Services, sv.Name+": "+cmd)
+			p.Services = append(p.Services, sv.Name+": "+what)
 		}
 		if h := cfg.Health; h != nil {
 			p.Health = fmt.Sprintf("GET %s, expect %d", h.URL, h.ExpectStatus)

@@ -27,24 +27,25 @@ const DefaultReadyTimeout = 30 * time.Second
 func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, previous string, reuse bool, rep Reporter) error {
 	for _, so := range t.Root.Sockets {
 		start := time.Now()
-		env := t.Root.SocketEnv(so, id, previous, t.Name)
 		how := "started"
+		sock := t.Root.SocketPath(so.Name, id)
 		if so.Supervised() {
 			if err := t.Root.MarkSupervised(ctx, so, id); err != nil {
 				return err
 			}
 			var out strings.Builder
 			w := &writerFunc{fn: func(p []byte) { out.Write(p); rep.Output(t.Name, p) }}
-			err := t.Root.Host.Run(ctx, host.Command{Script: t.Root.Expand(so, so.Start, id), Dir: t.Root.ReleaseDir(id), Env: env,
+			err := t.Root.Host.Run(ctx, host.Command{Script: t.Root.Expand(so, so.Start, id), Dir: t.Root.ReleaseDir(id), Env: t.Root.SocketEnv(so, id, previous, t.Name),
 				Stdout: w, Stderr: w, Timeout: time.Duration(cfg.HookTimeout)})
 			if err != nil {
 				return fmt.Errorf("%s: start %q: %w; its output:\n%s", so.Name, so.Start, err, strings.TrimRight(out.String(), "\n"))
 			}
 		} else {
-			ps, err := t.Root.StartProcess(ctx, so, id, env, reuse)
+			ps, err := t.Root.StartProcess(ctx, so, id, previous, t.Name, reuse)
 			if err != nil {
 				return err
 			}
+			sock = ps.Socket
 			if ps.Reused {
 				how = "still running"
 			}
@@ -55,13 +56,12 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 			c := healthCheck(cfg)
 			check, timeout = &c, c.Timeout
 		}
-		sock := t.Root.SocketPath(so.Name, id)
 		// A socket that exists while the SSH server still fails every connection to it: the
 		// server does not forward unix sockets (OpenSSH says only "open failed"), or may not
 		// connect to this one.
 		refused := 0
 		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context, last error) error {
-			listening, err := t.Root.ProcessCheck(ctx, so, id)
+			listening, err := t.Root.ProcessCheck(ctx, so, id, sock)
 			var oce *gossh.OpenChannelError
 			if listening && errors.As(last, &oce) {
 				if refused++; refused >= 2 {
@@ -78,7 +78,7 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 		case errors.As(err, &pe):
 			return err
 		case err != nil && !so.Supervised():
-			return &release.ProcessError{Service: so.Name, Log: t.Root.SocketLog(so.Name, id), Output: t.Root.ProcessOutput(context.WithoutCancel(ctx), so, id),
+			return &release.ProcessError{Service: so.Name, Output: t.Root.ProcessOutput(context.WithoutCancel(ctx), so, id),
 				Err: fmt.Errorf("release %s's process did not answer: %w", id, err)}
 		case err != nil:
 			return fmt.Errorf("%s: release %s's process did not answer: %w", so.Name, id, err)

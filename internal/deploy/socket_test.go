@@ -87,14 +87,14 @@ func killApps(t *testing.T, root string) {
 	}
 }
 
-// procOf reads a process file of ferry's: "<pid> <start time>".
+// procOf reads a process file of ferry's: "<pid> <start time> <socket>".
 func procOf(file string) (pid int, start string) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return 0, ""
 	}
 	f := strings.Fields(string(b))
-	if len(f) != 2 {
+	if len(f) < 2 {
 		return 0, ""
 	}
 	pid, _ = strconv.Atoi(f[0])

@@ -84,7 +84,7 @@ func selectTargets(cfg *config.Config, opts Options) ([]*Target, error) {
 		t := &Target{Name: name, Roles: hc.Roles, Root: release.New(nil, root), spec: hc}
 		for _, sv := range servicesOn(cfg, t) {
 			if sv.Socket() {
-				t.Root.Sockets = append(t.Root.Sockets, release.Socket{Name: sv.Name, Start: sv.Start, Stop: sv.Stop, Signal: sv.StopSignal, Drain: time.Duration(sv.Drain)})
+				t.Root.Sockets = append(t.Root.Sockets, release.Socket{Name: sv.Name, Start: sv.Start, Stop: sv.Stop, Signal: sv.StopSignal, Drain: time.Duration(*sv.Drain)})
 			}
 		}
 		targets = append(targets, t)

@@ -41,20 +41,14 @@ func (r *Root) removeScript(s *script, id, reason string) {
 	rel, t := q(r.ReleaseDir(id)), r.Dir+"/releases/"+trashPrefix+id+"."+randomSuffix()
 	// A release that cannot be moved (releases/ not writable by this user) stays, with a
 	// warning: cleanup never stops a run.
-	if len(r.Sockets) > 0 {
-		// A release whose process still drains is kept: a later run removes it.
-		s.line(r.runningScript(id))
-		s.line(`if [ -n "$busy" ]; then note kept ` + q(id) + ` warn "kept release ` + id + `: its $busy process still runs (draining); a later run removes it"`)
-		s.line(`elif [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
-	} else {
-		s.line(`if [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
-	}
+	// A release whose process still runs (it drains) is kept: a later run removes it.
+	s.line(r.runningScript(id))
+	s.line(`if [ -n "$busy" ]; then note kept ` + q(id) + ` warn "kept release ` + id + `: its $busy process still runs (draining); a later run removes it"`)
+	s.line(`elif [ ! -e ` + rel + ` ] || e=$(mv ` + rel + ` ` + q(t) + ` 2>&1); then`)
 	s.event(Event{Type: EventRemoved, Release: id, Message: reason})
 	s.line(`rm -f ` + q(r.manifestPath(id)) + ` ` + q(r.linksPath(id)))
-	for _, so := range r.Sockets {
-		p := r.procFile(so.Name, id)
-		s.line(`rm -f ` + q(p) + ` ` + q(p) + `.stopping.* ` + q(r.SocketPath(so.Name, id)) + ` ` + q(r.SocketLog(so.Name, id)))
-	}
+	// The release's processes' files: sockets, logs, process files.
+	s.line(`rm -f "$R/run/"*.` + q(id) + `.sock "$R/run/"*.` + q(id) + `.*.sock "$R/run/"*.` + q(id) + `.log "$R/.ferry/proc/"*.` + q(id) + ` "$R/.ferry/proc/"*.` + q(id) + `.stopping.*`)
 	s.line(`else note kept ` + q(id) + ` warn ` + q("could not remove release "+id+": ") + `"$e"; fi`)
 	s.trash = append(s.trash, t)
 }

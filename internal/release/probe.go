@@ -367,7 +367,7 @@ func (r *Root) State() (*State, error) {
 // removed by the next request, once the engine has read the log. What cannot be deleted (a
 // file of another user's) is a warning: it never stops a run.
 func (r *Root) recoverScript(s *script) {
-	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
+	s.line(`for f in "$R"/` + tempLinkGlob + ` "$R"/*.sock.` + strings.Repeat("[0-9a-f]", 12) + `; do if [ -L "$f" ] && rm -f "$f"; then sec recovered; note "removed temporary link ${f##*/} left by an interrupted swap"; fi; done`)
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	// So does a background deletion (settling.*), and one left by a reboot is old.

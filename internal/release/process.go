@@ -11,16 +11,20 @@ import (
 
 // Socket is a service that runs one process per release behind <root>/<name>.sock (DESIGN §5).
 //
-// Each process serves on <root>/run/<name>.<release>.sock. The swap renames a new link over
-// <name>.sock in the request that logs current's rename, so both move together. Once a run
-// that holds the lock ends, every process that is neither current's nor the one <name>.sock
-// points at is stopped: its stop signal, then SIGKILL after Drain (in the background on the
-// host, so that a deploy does not wait for the drain).
+// A release's process serves on <root>/run/<name>.<release>.sock, or, when an earlier process of
+// the same release may still remove that path as it closes (it drains after a deploy, and a
+// rollback starts the release again), on a path of its own, run/<name>.<release>.<n>.sock. The
+// swap renames a new link over <root>/<name>.sock in the request that logs current's rename, so
+// both move together. When a run that holds the lock ends, every process that is neither
+// current's nor the one <name>.sock points at is stopped: its stop signal to its process group,
+// then SIGKILL after Drain, in the background on the host, so that a deploy does not wait.
 //
-// Detached (Stop empty), ferry starts the process in a session of its own, with its output
-// appended to <root>/run/<name>.<release>.log, and keeps its pid and start time in
-// .ferry/proc/<name>.<release>; the start time tells a reused pid from the process. Supervised
-// (Stop set), Start and Stop are the supervisor's commands, and the file says "supervised".
+// Detached (Stop empty), ferry starts the process in a session and process group of its own,
+// with its output appended to <root>/run/<name>.<release>.log, and keeps "<pid> <start time>
+// <socket>" in .ferry/proc/<name>.<release>: the start time tells a reused pid from the group's
+// leader, and the group is alive while any of its processes is (a start command that forks
+// its server is followed too). Supervised (Stop set), Start and Stop are the supervisor's
+// commands (systemctl), and the file says "supervised".
 type Socket struct {
 	Name   string
 	Start  string
@@ -32,8 +36,11 @@ type Socket struct {
 // Supervised reports whether a supervisor (systemd) runs the process rather than ferry.
 func (s Socket) Supervised() bool { return s.Stop != "" }
 
-// SocketPath is where release id's process of service name serves.
-func (r *Root) SocketPath(name, id string) string { return r.Dir + "/run/" + name + "." + id + ".sock" }
+// SocketPath is where release id's process of service name serves, unless a second process of
+// the release had to take a path of its own (see StartProcess).
+func (r *Root) SocketPath(name, id string) string { return r.Dir + "/" + socketRel(name, id) }
+
+func socketRel(name, id string) string { return "run/" + name + "." + id + ".sock" }
 
 // SocketLog is where the output of release id's detached process of service name goes.
 func (r *Root) SocketLog(name, id string) string { return r.Dir + "/run/" + name + "." + id + ".log" }
@@ -43,61 +50,98 @@ func (r *Root) StableSocket(name string) string { return r.Dir + "/" + name + ".
 
 func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/" + name + "." + id }
 
-// procFunctions defines alive PID START: whether process PID runs and started at START (field 22
-// of /proc/PID/stat, after the command name, which may hold spaces).
-// A zombie is not alive: it waits for a parent (or an init) to reap it.
-const procFunctions = `alive() { [ -n "$2" ] && a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null) && [ "${a%% *}" != Z ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" = "$2" ]; }`
+// procFunctions are the shell functions of the scripts that start, check and stop processes.
+//
+// alive PID START: the process group PID led, when it started at START, still has a process
+// that is not a zombie. A pid in use by a process that started at another time means ours is
+// gone (a pid is not reused while its group has members).
+//
+// linked NAME: the release <root>/NAME.sock points at ("" for none).
+//
+// stop1 FILE SIGNAL TENTHS: stop the process group FILE records: FILE is renamed to
+// FILE.stopping.<pid> (its time is when the stop began), the group gets SIGNAL, and a drain in
+// the background sends SIGKILL after TENTHS tenths of a second. All of it happens before
+// anything is printed: a run whose connection is gone still finishes it.
+const procFunctions = `alive() { [ -n "$2" ] || return 1; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
+	`if [ -n "$a" ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" != "$2" ]; then return 1; fi; ` +
+	`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") { f = 1; exit } } END { exit !f }'; }
+linked() { l=$(readlink "$R/$1.sock" 2>/dev/null) || return 0; l=${l#run/$1.}; printf '%s' "${l%%.*}"; }
+stop1() { set -- "$1" "$2" "$3" $(cat "$1" 2>/dev/null); alive "$4" "$5" || { rm -f "$1"; [ -z "$6" ] || rm -f "$R/$6"; return 1; }; ` +
+	`mv -f "$1" "$1.stopping.$4" && touch "$1.stopping.$4" || return 1; kill -$2 "-$4" 2>/dev/null; ` +
+	`( f="$1.stopping.$4"; t=$3; i=0; while alive "$4" "$5" && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
+	`alive "$4" "$5" && kill -KILL "-$4" 2>/dev/null; rm -f "$f" ) </dev/null >/dev/null 2>&1 & }`
 
-// SocketEnv is the environment of a socket service's commands for release id: the hooks' own,
-// and FERRY_SOCKET.
+// envScript is the environment of a socket service's command for release id, as env(1)
+// arguments: the hooks' own. FERRY_SOCKET is added by the caller.
+func (r *Root) envScript(s Socket, id, previous, hostName string) string {
+	var b strings.Builder
+	b.WriteString("env")
+	for _, kv := range append(r.Env(id, previous, hostName), "FERRY_SERVICE="+s.Name) {
+		b.WriteString(" " + q(kv))
+	}
+	return b.String()
+}
+
+// SocketEnv is the environment of a supervised socket service's start command for release id.
 func (r *Root) SocketEnv(s Socket, id, previous, hostName string) []string {
 	return append(r.Env(id, previous, hostName), "FERRY_SOCKET="+r.SocketPath(s.Name, id), "FERRY_SERVICE="+s.Name)
 }
 
-// Expand replaces {{socket}} and {{release}} in a socket service's command for release id.
+// Expand replaces {{socket}} and {{release}} in a supervised service's command for release id.
 func (r *Root) Expand(s Socket, cmd, id string) string {
 	return strings.NewReplacer("{{socket}}", r.SocketPath(s.Name, id), "{{release}}", id).Replace(cmd)
 }
 
+// expandEnv replaces {{socket}} and {{release}} with the variables that hold them, for a command
+// run where they are set.
+func expandEnv(cmd string) string {
+	return strings.NewReplacer("{{socket}}", "${FERRY_SOCKET}", "{{release}}", "${FERRY_RELEASE}").Replace(cmd)
+}
+
 // ProcessStart is what StartProcess did.
 type ProcessStart struct {
-	Reused bool // the release's process was already running, never asked to stop
+	Socket string // the path the process serves on
+	Reused bool   // the release's process was already running, never asked to stop
 }
 
 // StartProcess starts release id's process of s, detached; a supervised service's start is run
 // by the caller (see MarkSupervised). With reuse, a process of the release that runs and was
 // never asked to stop is kept instead (a rollback to the release just left).
-func (r *Root) StartProcess(ctx context.Context, s Socket, id string, env []string, reuse bool) (*ProcessStart, error) {
-	p, sock, log := q(r.procFile(s.Name, id)), q(r.SocketPath(s.Name, id)), q(r.SocketLog(s.Name, id))
+func (r *Root) StartProcess(ctx context.Context, s Socket, id, previous, hostName string, reuse bool) (*ProcessStart, error) {
+	p, log := q(r.procFile(s.Name, id)), q(r.SocketLog(s.Name, id))
 	sc := r.newScript()
 	sc.line(procFunctions)
 	sc.line(`[ -d ` + q(r.ReleaseDir(id)) + ` ] && [ ! -L ` + q(r.ReleaseDir(id)) + ` ] || die ` + q("release "+id+" does not exist on this host"))
 	if reuse {
-		sc.line(`if [ -f ` + p + ` ] && alive $(cat ` + p + `) && [ -S ` + sock + ` ]; then note reused; exit 0; fi`)
+		sc.line(`if [ -f ` + p + ` ]; then set -- $(cat ` + p + `); if alive "$1" "$2" && [ -S "$R/$3" ]; then note reused "$3"; exit 0; fi; fi`)
 	}
 	sc.line(`for d in "$R/run" "$R/.ferry/proc"; do [ ! -L "$d" ] || die "$d is a symlink; ferry does not follow links in its own directories"; done`)
 	sc.line(`mkdir -p "$R/run" "$R/.ferry/proc" || die "cannot create $R/run"`)
 	sc.line(`command -v setsid >/dev/null 2>&1 || die "setsid is not installed on this host: ferry needs it (util-linux or BusyBox) to run ` + s.Name + ` detached"`)
-	// A socket left by an earlier process of this release (stopped, or draining with its
-	// listener closed) would make the new one fail to bind. A draining one has its own file.
-	sc.line(`rm -f ` + sock + ` ` + p)
-	var cmd strings.Builder
-	cmd.WriteString(`env`)
-	for _, kv := range env {
-		cmd.WriteString(" " + q(kv))
-	}
-	cmd.WriteString(` setsid sh -c ` + q(r.Expand(s, s.Start, id)) + ` </dev/null >>` + log + ` 2>&1 &`)
+	// A process of the release that runs (a rollback to a release whose socket is gone) is
+	// stopped: it would not be followed any more.
+	sc.line(`[ ! -f ` + p + ` ] || stop1 ` + p + ` ` + s.Signal + ` ` + tenths(s.Drain))
+	// The release's own socket path, unless an earlier process of it may still remove that
+	// path when it closes (it drains), or the stable link points at it.
+	sc.line(`S=` + q(socketRel(s.Name, id)) + `; busy=`)
+	sc.line(`for f in ` + p + `.stopping.*; do [ -f "$f" ] && alive $(cat "$f") && busy=1; done`)
+	sc.line(`if [ -n "$busy" ] || [ "$(readlink "$R/"` + q(s.Name+".sock") + ` 2>/dev/null)" = "$S" ]; then S=` + q("run/"+s.Name+"."+id+".") + `$$.sock; fi`)
+	sc.line(`rm -f "$R/$S"; (umask 077; : >>` + log + `)`)
+	sc.line(`cd ` + q(r.ReleaseDir(id)) + ` || die "cannot enter release ` + id + `"`)
 	// A simple command in the background execs env, env execs setsid, and setsid, not a
 	// process group leader (no job control here), execs sh in place: $! is the process, and
-	// its session and process group.
-	sc.line(`cd ` + q(r.ReleaseDir(id)) + ` || die "cannot enter release ` + id + `"`)
-	sc.line(cmd.String())
-	sc.line(`p=$!; st=$(sed 's/^.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20); printf '%s %s\n' "$p" "$st" >` + p + `.tmp && mv -f ` + p + `.tmp ` + p + ` || die "cannot record the process of ` + s.Name + `"`)
-	out, err := sc.run(ctx)
+	// the leader of its session and process group.
+	sc.line(r.envScript(s, id, previous, hostName) + ` FERRY_SOCKET="$R/$S" setsid sh -c ` + q(expandEnv(s.Start)) + ` </dev/null >>` + log + ` 2>&1 &`)
+	sc.line(`p=$!; st=$(sed 's/^.*) //' /proc/$p/stat 2>/dev/null | cut -d' ' -f20); printf '%s %s %s\n' "$p" "$st" "$S" >` + p + `.tmp && mv -f ` + p + `.tmp ` + p + ` || die "cannot record the process of ` + s.Name + `"`)
+	sc.line(`note started "$S"`)
+	f, err := sc.run(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	return &ProcessStart{Reused: len(out) > 0 && out[0] == "reused"}, nil
+	if len(f) < 2 {
+		return nil, fmt.Errorf("start %s: no answer from the host", s.Name)
+	}
+	return &ProcessStart{Socket: r.Dir + "/" + f[1], Reused: f[0] == "reused"}, nil
 }
 
 // MarkSupervised records that release id's process of a supervised service was started, so
@@ -112,15 +156,14 @@ func (r *Root) MarkSupervised(ctx context.Context, s Socket, id string) error {
 }
 
 // ErrProcessExited is wrapped by ProcessCheck's error when the process is gone.
-var ErrProcessExited = errors.New("the process exited")
+var ErrProcessExited = errors.New("the process exited (start must keep the server in the foreground: exec it, without a daemon flag)")
 
 // ProcessCheck fails with ErrProcessExited, and the last lines of the process's output, when
-// release id's detached process of s no longer runs. listening reports whether its socket
-// exists.
-func (r *Root) ProcessCheck(ctx context.Context, s Socket, id string) (listening bool, err error) {
+// release id's detached process of s no longer runs. listening reports whether socket exists.
+func (r *Root) ProcessCheck(ctx context.Context, s Socket, id, socket string) (listening bool, err error) {
 	sc := r.newScript()
 	sc.line(procFunctions)
-	sc.line(`if [ -S ` + q(r.SocketPath(s.Name, id)) + ` ]; then note listening; fi`)
+	sc.line(`if [ -S ` + q(socket) + ` ]; then note listening; fi`)
 	if !s.Supervised() {
 		sc.line(`if ! alive $(cat ` + q(r.procFile(s.Name, id)) + ` 2>/dev/null); then note exited; tail -n 20 ` + q(r.SocketLog(s.Name, id)) + ` 2>/dev/null; fi`)
 	}
@@ -130,7 +173,7 @@ func (r *Root) ProcessCheck(ctx context.Context, s Socket, id string) (listening
 	}
 	o, listening := strings.CutPrefix(string(out), "listening\x00")
 	if rest, ok := strings.CutPrefix(o, "exited\x00"); ok {
-		return listening, &ProcessError{Service: s.Name, Log: r.SocketLog(s.Name, id), Output: rest, Err: ErrProcessExited}
+		return listening, &ProcessError{Service: s.Name, Output: rest, Err: ErrProcessExited}
 	}
 	return listening, nil
 }
@@ -138,7 +181,6 @@ func (r *Root) ProcessCheck(ctx context.Context, s Socket, id string) (listening
 // ProcessError is a process that did not come up, with the end of its output.
 type ProcessError struct {
 	Service string
-	Log     string // where the whole output is
 	Output  string
 	Err     error
 }
@@ -146,9 +188,9 @@ type ProcessError struct {
 func (e *ProcessError) Error() string {
 	out := strings.TrimRight(e.Output, "\n")
 	if out == "" {
-		return fmt.Sprintf("%s: %v (no output in %s)", e.Service, e.Err, e.Log)
+		return fmt.Sprintf("%s: %v (it printed nothing)", e.Service, e.Err)
 	}
-	return fmt.Sprintf("%s: %v; the end of its output (%s):\n%s", e.Service, e.Err, e.Log, out)
+	return fmt.Sprintf("%s: %v; the end of its output:\n%s", e.Service, e.Err, out)
 }
 
 func (e *ProcessError) Unwrap() error { return e.Err }
@@ -161,87 +203,81 @@ func (r *Root) ProcessOutput(ctx context.Context, s Socket, id string) string {
 	return string(out)
 }
 
-// killScript kills release id's detached processes at once, and waits (up to 2 s) until they
-// are gone: they never served (a release that failed before its swap). A supervised one is
-// stopped with its command, in the background.
+func tenths(d time.Duration) string { return strconv.FormatInt(int64(d/(100*time.Millisecond)), 10) }
+
+// killScript kills release id's processes that never served: a release that failed before its
+// swap, or a rollback target that did not answer. It waits (up to 2 s) until they are gone. A
+// process that is current's or that the stable link points at is never killed; a supervised
+// one is stopped with its command, in the background. Logs are kept for the release's removal.
 func (r *Root) killScript(s *script, id string) {
-	if len(r.Sockets) > 0 {
-		s.line(procFunctions)
-	}
-	for _, so := range r.Sockets {
-		p := q(r.procFile(so.Name, id))
-		if so.Supervised() {
-			s.line(`if [ -f ` + p + ` ]; then ` + r.supervisorStop(so, id) + `; fi`)
-			continue
-		}
-		s.line(`if [ -f ` + p + ` ] && set -- $(cat ` + p + `) && alive "$1" "$2"; then kill -KILL "-$1" 2>/dev/null; ` +
-			`i=0; while alive "$1" "$2" && [ $i -lt 200 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i+1)); done; fi`)
-		s.line(`rm -f ` + p + ` ` + q(r.SocketPath(so.Name, id)) + ` ` + q(r.SocketLog(so.Name, id)))
-	}
-}
-
-// supervisorStop runs a supervised process's stop command in the background, then forgets it.
-func (r *Root) supervisorStop(so Socket, id string) string {
-	p := q(r.procFile(so.Name, id))
-	return `mv -f ` + p + ` ` + p + `.stopping.$$ && ( cd "$R" && sh -c ` + q(r.Expand(so, so.Stop, id)) + ` </dev/null >>` + q(r.SocketLog(so.Name, id)) + ` 2>&1; rm -f ` + p + `.stopping.$$ ) </dev/null >/dev/null 2>&1 &`
-}
-
-// stopStaleScript stops every process of a socket service whose release is neither current's
-// nor the one its stable link points at: its signal, then SIGKILL once its drain is over. The
-// drain runs in the background on the host. Only a run that holds the lock may run it.
-//
-// A process asked to stop has its file renamed to <file>.stopping.<pid>, which only its drain
-// removes: a process of the same release started meanwhile (a rollback to it) has the name
-// <file> to itself. The drain leaves the socket: the process removes it, or the next start.
-func (r *Root) stopStaleScript(s *script) {
 	if len(r.Sockets) == 0 {
 		return
 	}
 	s.line(procFunctions)
 	s.line(`cur=$(readlink "$R/current" 2>/dev/null); cur=${cur#releases/}`)
 	for _, so := range r.Sockets {
-		prefix := r.Dir + "/.ferry/proc/" + so.Name + "."
-		tenths := strconv.FormatInt(int64(so.Drain/(100*time.Millisecond)), 10)
-		s.line(`lnk=$(readlink ` + q(r.StableSocket(so.Name)) + ` 2>/dev/null); lnk=${lnk#run/` + so.Name + `.}; lnk=${lnk%.sock}`)
-		s.line(`for p in ` + q(prefix) + `*; do`)
-		s.line(`  case "$p" in *.stopping.*|*.tmp|*"*") continue ;; esac`)
-		s.line(`  id=${p#` + q(prefix) + `}; [ "$id" != "$cur" ] && [ "$id" != "$lnk" ] || continue`)
-		s.line(`  sock="$R/run/` + so.Name + `.$id.sock"`)
-		if so.Supervised() {
-			s.line(`  mv -f "$p" "$p.stopping.$$" || continue`)
-			s.line(`  ( cd "$R" && env FERRY_RELEASE="$id" FERRY_SOCKET="$sock" sh -c ` + q(strings.NewReplacer("{{socket}}", "$sock", "{{release}}", "$id").Replace(so.Stop)) +
-				` </dev/null >>"$R/run/` + so.Name + `.$id.log" 2>&1; rm -f "$p.stopping.$$" ) </dev/null >/dev/null 2>&1 &`)
-			s.line(`  note stopped ` + q(so.Name+" ") + `"$id"`)
-		} else {
-			s.line(`  set -- $(cat "$p" 2>/dev/null)`)
-			s.line(`  if alive "$1" "$2"; then`)
-			s.line(`    mv -f "$p" "$p.stopping.$1" || continue; kill -` + so.Signal + ` "-$1" 2>/dev/null; note stopped ` + q(so.Name+" ") + `"$id"`)
-			s.line(`    ( i=0; while alive "$1" "$2" && [ $i -lt ` + tenths + ` ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
-				`alive "$1" "$2" && kill -KILL "-$1" 2>/dev/null; rm -f "$p.stopping.$1" ) </dev/null >/dev/null 2>&1 &`)
-			s.line(`  else rm -f "$p" "$sock"; fi`)
-		}
-		s.line(`done`)
-	}
-}
-
-// runningScript adds to a removal of release id: keep the release while a detached process of
-// it still runs (one that drains its last requests, or one that never stopped); a later run
-// removes it.
-func (r *Root) runningScript(id string) string {
-	var b strings.Builder
-	b.WriteString(procFunctions + "; busy=")
-	for _, so := range r.Sockets {
-		if so.Supervised() {
-			continue
-		}
 		p := q(r.procFile(so.Name, id))
-		b.WriteString(`; for f in ` + p + ` ` + p + `.stopping.*; do if [ -f "$f" ] && alive $(cat "$f"); then busy=` + q(so.Name) + `; fi; done`)
+		s.line(`if [ -f ` + p + ` ] && [ "$cur" != ` + q(id) + ` ] && [ "$(linked ` + q(so.Name) + `)" != ` + q(id) + ` ]; then set -- $(cat ` + p + `)`)
+		if so.Supervised() {
+			s.line(`  mv -f ` + p + ` ` + p + `.stopping.$$ && ( cd "$R" && env FERRY_RELEASE=` + q(id) + ` FERRY_SOCKET=` + q(r.SocketPath(so.Name, id)) + ` sh -c ` + q(expandEnv(so.Stop)) +
+				` </dev/null >>` + q(r.SocketLog(so.Name, id)) + ` 2>&1; rm -f ` + p + `.stopping.$$ ) </dev/null >/dev/null 2>&1 &`)
+		} else {
+			s.line(`  if alive "$1" "$2"; then kill -KILL "-$1" 2>/dev/null; i=0; while alive "$1" "$2" && [ $i -lt 200 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i+1)); done; fi`)
+			s.line(`  rm -f ` + p + `; [ -z "$3" ] || rm -f "$R/$3"`)
+		}
+		s.line(`fi`)
 	}
-	return b.String()
 }
 
-// ProcessRuns reports whether release id has a detached process of s running (for tests and
-// ferry status).
+// stopStaleScript stops every process of a socket service whose release is neither current's
+// nor the one its stable link points at (see Socket), and one of a socket service no longer
+// in the config (SIGTERM, 30 s). A drain whose background process is gone (its run's connection
+// dropped before it started; a reboot) is finished here. Only a run that holds the lock may run
+// it: another run's new process is neither current nor linked until its swap.
+func (r *Root) stopStaleScript(s *script) {
+	s.line(`if [ -d "$R/.ferry/proc" ]; then`)
+	s.line(`trap '' PIPE`)
+	s.line(procFunctions)
+	s.line(`cur=$(readlink "$R/current" 2>/dev/null); cur=${cur#releases/}`)
+	s.line(`for p in "$R/.ferry/proc/"*; do`)
+	s.line(`  [ -f "$p" ] || continue; b=${p##*/}; name=${b%%.*}; id=${b#*.}`)
+	// How each service stops: its signal, its drain, its supervisor's command.
+	how := func(unknown string) string {
+		var b strings.Builder
+		b.WriteString(`case $name in`)
+		for _, so := range r.Sockets {
+			b.WriteString(` ` + q(so.Name) + `) sig=` + so.Signal + `; t=` + tenths(so.Drain) + `; stop=` + q(expandEnv(so.Stop)) + ` ;;`)
+		}
+		b.WriteString(` *) sig=TERM; t=` + tenths(30*time.Second) + `; stop=; ` + unknown + ` ;; esac`)
+		return b.String()
+	}
+	s.line(`  case $b in *.tmp) continue ;; *.stopping.*)`)
+	// A drain that is over but whose process still runs: its drainer is gone.
+	s.line(`    set -- $(cat "$p" 2>/dev/null); if [ "$1" = supervised ]; then [ -z "$(find "$p" -mmin +10 2>/dev/null)" ] || rm -f "$p"; continue; fi`)
+	s.line(`    if ! alive "$1" "$2"; then rm -f "$p"; continue; fi`)
+	s.line(`    id=${id%%.stopping.*}; ` + how(":"))
+	s.line(`    age=$(( $(date +%s) - $(stat -c %Y "$p" 2>/dev/null || date +%s) )); if [ $(( age * 10 )) -gt $(( t + 50 )) ]; then kill -KILL "-$1" 2>/dev/null; rm -f "$p"; fi; continue ;; esac`)
+	s.line(`  [ "$id" != "$cur" ] && [ "$id" != "$(linked "$name")" ] || continue`)
+	s.line(`  ` + how(`note warn "service $name is not in ferry.yaml (on this host): its process of release $id is stopped"`))
+	s.line(`  if [ "$(cat "$p" 2>/dev/null)" = supervised ]; then`)
+	s.line(`    if [ -z "$stop" ]; then rm -f "$p"; note warn "service $name of release $id was started by a supervisor, and ferry.yaml has no stop command for it now: stop it by hand"; continue; fi`)
+	s.line(`    mv -f "$p" "$p.stopping.$$" && ( cd "$R" && env FERRY_RELEASE="$id" FERRY_SOCKET="$R/run/$name.$id.sock" sh -c "$stop" </dev/null >>"$R/run/$name.$id.log" 2>&1; rm -f "$p.stopping.$$" ) </dev/null >/dev/null 2>&1 &`)
+	s.line(`    note stopped "$name $id"`)
+	s.line(`  elif stop1 "$p" "$sig" "$t"; then note stopped "$name $id"; fi`)
+	s.line(`done`)
+	s.line(`trap - PIPE`)
+	s.line(`fi`)
+}
+
+// runningScript adds to a removal of release id: busy is set when a detached process of it
+// still runs (one that drains its last requests, or one that never stopped). A later run
+// removes the release.
+func (r *Root) runningScript(id string) string {
+	return procFunctions + "\n" + `busy=; if [ -d "$R/.ferry/proc" ]; then for f in "$R/.ferry/proc/"*.` + q(id) + ` "$R/.ferry/proc/"*.` + q(id) + `.stopping.*; do ` +
+		`[ -f "$f" ] || continue; set -- $(cat "$f"); if alive "$1" "$2"; then b=${f##*/}; busy=${b%%.*}; fi; done; fi`
+}
+
+// ProcessRuns reports whether release id has a detached process of s running.
 func (r *Root) ProcessRuns(ctx context.Context, s Socket, id string) (bool, error) {
 	sc := r.newScript()
 	sc.line(procFunctions)
@@ -251,13 +287,19 @@ func (r *Root) ProcessRuns(ctx context.Context, s Socket, id string) (bool, erro
 }
 
 // linkSocketsScript points each socket service's stable link at release id's socket, by a
-// rename over it, when that socket exists (a release from before the service had none).
+// rename over it. A release without a running process of the service (one from before the
+// service was a socket service) takes the link away: the release it replaces has the process.
 func (r *Root) linkSocketsScript(s *script, id string) {
+	if len(r.Sockets) == 0 {
+		return
+	}
+	s.line(procFunctions)
 	for _, so := range r.Sockets {
-		sock := "run/" + so.Name + "." + id + ".sock"
+		p := q(r.procFile(so.Name, id))
 		tmp := r.StableSocket(so.Name) + "." + randomSuffix()
-		s.line(`if [ -S "$R/"` + q(sock) + ` ]; then ln -s ` + q(sock) + ` ` + q(tmp) + ` && mv -fT ` + q(tmp) + ` ` + q(r.StableSocket(so.Name)) +
-			` || { rm -f ` + q(tmp) + `; die ` + q("cannot point "+so.Name+".sock at release "+id) + `; }; fi`)
+		s.line(`k=; if [ -f ` + p + ` ]; then set -- $(cat ` + p + `); if [ "$1" = supervised ]; then k=` + q(socketRel(so.Name, id)) + `; elif alive "$1" "$2"; then k=$3; fi; fi`)
+		s.line(`if [ -n "$k" ] && [ -S "$R/$k" ]; then ln -s "$k" ` + q(tmp) + ` && mv -fT ` + q(tmp) + ` ` + q(r.StableSocket(so.Name)) +
+			` || { rm -f ` + q(tmp) + `; die ` + q("cannot point "+so.Name+".sock at release "+id) + `; }; else rm -f ` + q(r.StableSocket(so.Name)) + `; fi`)
 	}
 }
 
