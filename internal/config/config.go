@@ -119,10 +119,10 @@ type Service struct {
 	// Switch "socket": Start runs in each new release, serving on $FERRY_SOCKET; ferry runs it
 	// detached unless Stop is set (a supervisor's start and stop, such as systemctl). The
 	// previous release's process gets StopSignal and Drain to finish, then SIGKILL.
-	Switch     string   `yaml:"switch"`
-	Start      string   `yaml:"start"`
-	Stop       string   `yaml:"stop"`
-	StopSignal string   `yaml:"stop_signal"`
+	Switch     string    `yaml:"switch"`
+	Start      string    `yaml:"start"`
+	Stop       string    `yaml:"stop"`
+	StopSignal string    `yaml:"stop_signal"`
 	Drain      *Duration `yaml:"drain"` // nil: DefaultDrain; 0 is SIGKILL at once
 }
 
