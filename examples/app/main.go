@@ -61,6 +61,11 @@ func main() {
 	case err := <-served:
 		log.Fatal(err)
 	case sig := <-stop:
+		// Behind a load balancer that takes a while to stop sending, keep serving a little.
+		if d, err := time.ParseDuration(os.Getenv("SHUTDOWN_DELAY")); err == nil {
+			log.Printf("%v: serving %v more", sig, d)
+			time.Sleep(d)
+		}
 		log.Printf("%v: finishing the requests in flight", sig)
 	}
 	// Shutdown closes the listener at once, then waits for the requests in flight; keep it

@@ -467,3 +467,145 @@ func TestCheckFindsServicesThatDropRequests(t *testing.T) {
 		}
 	}
 }
+
+// groupAlive reports whether a process of process group pgid runs (not a zombie).
+func groupAlive(pgid int) bool {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		fields := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(fields) > 2 && fields[0] != "Z" && fields[2] == strconv.Itoa(pgid) {
+			return true
+		}
+	}
+	return false
+}
+
+// A rollback to a release whose old process still serves for a while after SIGTERM (and then
+// removes its socket's path as it closes): the new process has a socket of its own, and the
+// site answers once the old one is gone.
+func TestSocketRollbackWhileTheOldProcessDrains(t *testing.T) {
+	s := appSite(t, "SHUTDOWN_DELAY=1s exec ./app", "10s", "")
+	s.appVersion("v1")
+	v1 := s.mustDeploy()
+	old, _ := procOf(filepath.Join(s.root, ".ferry", "proc", "app."+v1))
+	s.appVersion("v2")
+	s.mustDeploy()
+	s.mustRollback("")
+	waitFor(t, "v1's first process to exit", func() bool { return !groupAlive(old) })
+	if got := getSocket(t, filepath.Join(s.root, "app.sock"), "/"); !strings.Contains(got, "v1") {
+		t.Fatalf("app.sock after the old process left: %q", got)
+	}
+	waitOneApp(t, s)
+}
+
+// A start command that does not exec its server (sh stays its parent, and dies at SIGTERM
+// while the server ignores it): ferry follows the process group, and kills the server after
+// the drain.
+func TestSocketStartThatDoesNotExecIsStoppedAsAGroup(t *testing.T) {
+	s := appSite(t, "APP_IGNORE_TERM=1 ./app; echo exited", "1s", "")
+	s.appVersion("v1")
+	v1 := s.mustDeploy()
+	pgid, _ := procOf(filepath.Join(s.root, ".ferry", "proc", "app."+v1))
+	s.appVersion("v2")
+	s.mustDeploy()
+	waitFor(t, "v1's server to be killed", func() bool { return !groupAlive(pgid) })
+	if _, err := os.Stat(filepath.Join(s.root, "releases", v1)); err != nil {
+		t.Fatalf("release %s is gone: %v", v1, err)
+	}
+}
+
+// A drain whose background process died (its run's connection dropped before it could start
+// it) is finished by the next run: a process still there after its drain gets SIGKILL.
+func TestSocketOrphanedDrainIsFinishedByTheNextRun(t *testing.T) {
+	s := appSite(t, "APP_IGNORE_TERM=1 exec ./app", "1s", "")
+	s.appVersion("v1")
+	v1 := s.mustDeploy()
+	// As if a run had asked v1's process to stop a minute ago, and its drain had never run.
+	file := filepath.Join(s.root, ".ferry", "proc", "app."+v1)
+	pid, _ := procOf(file)
+	stopping := fmt.Sprintf("%s.stopping.%d", file, pid)
+	if err := os.Rename(file, stopping); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	os.Chtimes(stopping, past, past)
+	s.appVersion("v2")
+	s.mustDeploy()
+	waitFor(t, "the process of the orphaned drain to be killed", func() bool { return !groupAlive(pid) })
+	waitOneApp(t, s)
+}
+
+// A supervised service: ferry runs its start and stop commands ({{release}} in both), checks
+// the socket, and stops the previous release's instance with stop.
+func TestSocketSupervisedServiceStartsAndStopsInstances(t *testing.T) {
+	s := appSite(t, `setsid ./app </dev/null >/dev/null 2>&1 & echo $! > "$FERRY_ROOT/../pid.{{release}}"`, "5s",
+		`    stop: kill $(cat "$FERRY_ROOT/../pid.{{release}}") && echo "stopped {{release}}"`+"\n")
+	dir := filepath.Dir(s.root)
+	t.Cleanup(func() {
+		pids, _ := filepath.Glob(filepath.Join(dir, "pid.*"))
+		for _, p := range pids {
+			b, _ := os.ReadFile(p)
+			if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); pid > 0 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	})
+	s.appVersion("v1")
+	v1 := s.mustDeploy()
+	s.appVersion("v2")
+	v2 := s.mustDeploy()
+	if got := getSocket(t, filepath.Join(s.root, "app.sock"), "/"); !strings.Contains(got, "v2") {
+		t.Fatalf("app.sock: %q", got)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "pid."+v1))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitFor(t, "v1's instance to be stopped by the stop command", func() bool { return syscall.Kill(pid, 0) != nil })
+	if log, _ := os.ReadFile(filepath.Join(s.root, "run", "app."+v1+".log")); !strings.Contains(string(log), "stopped "+v1) {
+		t.Errorf("the stop command did not get its release: %q", log)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pid."+v2)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A socket service taken out of ferry.yaml: the next deploy stops its process, with a warning.
+func TestSocketServiceRemovedFromTheConfigIsStopped(t *testing.T) {
+	s := appSite(t, "exec ./app", "5s", "")
+	s.appVersion("v1")
+	v1 := s.mustDeploy()
+	pgid, _ := procOf(filepath.Join(s.root, ".ferry", "proc", "app."+v1))
+	s.cfg.Services = nil
+	s.mustDeploy()
+	waitFor(t, "the process of the removed service to stop", func() bool { return !groupAlive(pgid) })
+	if !s.rep.warned("service app is not in ferry.yaml") {
+		t.Errorf("no warning about the removed service")
+	}
+}
+
+// The first deploy with a socket service fails its health check: back on the previous release,
+// which has no process, so app.sock is taken away and the new process stopped.
+func TestSocketFirstSwitchThatFailsHealthLeavesNoLink(t *testing.T) {
+	s := appSite(t, "exec ./app", "5s", "")
+	services := s.cfg.Services
+	s.cfg.Services = nil
+	s.appVersion("v1")
+	good := s.mustDeploy()
+	s.cfg.Services = services
+	s.cfg.Health = &config.Health{URL: "http://127.0.0.1:1/", ExpectStatus: 200, Timeout: config.Duration(500 * time.Millisecond), Interval: config.Duration(50 * time.Millisecond)}
+	s.appVersion("v2")
+	_, err := s.deploy()
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("deploy: %v, want rolled back", err)
+	}
+	if s.current() != good {
+		t.Fatalf("current = %s, want %s", s.current(), good)
+	}
+	if _, err := os.Lstat(filepath.Join(s.root, "app.sock")); err == nil {
+		t.Fatalf("app.sock is still there")
+	}
+	waitFor(t, "no process to run", func() bool { return len(runningApps(s.root)) == 0 })
+}

@@ -219,7 +219,7 @@ func (r *Root) killScript(s *script, id string) {
 		p := q(r.procFile(so.Name, id))
 		s.line(`if [ -f ` + p + ` ] && [ "$cur" != ` + q(id) + ` ] && [ "$(linked ` + q(so.Name) + `)" != ` + q(id) + ` ]; then set -- $(cat ` + p + `)`)
 		if so.Supervised() {
-			s.line(`  mv -f ` + p + ` ` + p + `.stopping.$$ && ( cd "$R" && env FERRY_RELEASE=` + q(id) + ` FERRY_SOCKET=` + q(r.SocketPath(so.Name, id)) + ` sh -c ` + q(expandEnv(so.Stop)) +
+			s.line(`  mv -f ` + p + ` ` + p + `.stopping.$$ && ( cd "$R" && env FERRY_RELEASE=` + q(id) + ` FERRY_RELEASE_DIR=` + q(r.ReleaseDir(id)) + ` FERRY_ROOT="$R" FERRY_SHARED_DIR="$R/shared" FERRY_SERVICE=` + q(so.Name) + ` FERRY_SOCKET=` + q(r.SocketPath(so.Name, id)) + ` sh -c ` + q(expandEnv(so.Stop)) +
 				` </dev/null >>` + q(r.SocketLog(so.Name, id)) + ` 2>&1; rm -f ` + p + `.stopping.$$ ) </dev/null >/dev/null 2>&1 &`)
 		} else {
 			s.line(`  if alive "$1" "$2"; then kill -KILL "-$1" 2>/dev/null; i=0; while alive "$1" "$2" && [ $i -lt 200 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i+1)); done; fi`)
@@ -242,26 +242,25 @@ func (r *Root) stopStaleScript(s *script) {
 	s.line(`for p in "$R/.ferry/proc/"*; do`)
 	s.line(`  [ -f "$p" ] || continue; b=${p##*/}; name=${b%%.*}; id=${b#*.}`)
 	// How each service stops: its signal, its drain, its supervisor's command.
-	how := func(unknown string) string {
-		var b strings.Builder
-		b.WriteString(`case $name in`)
-		for _, so := range r.Sockets {
-			b.WriteString(` ` + q(so.Name) + `) sig=` + so.Signal + `; t=` + tenths(so.Drain) + `; stop=` + q(expandEnv(so.Stop)) + ` ;;`)
-		}
-		b.WriteString(` *) sig=TERM; t=` + tenths(30*time.Second) + `; stop=; ` + unknown + ` ;; esac`)
-		return b.String()
+	var how strings.Builder
+	how.WriteString(`known=1; case $name in`)
+	for _, so := range r.Sockets {
+		how.WriteString(` ` + q(so.Name) + `) sig=` + so.Signal + `; t=` + tenths(so.Drain) + `; stop=` + q(expandEnv(so.Stop)) + ` ;;`)
 	}
+	how.WriteString(` *) sig=TERM; t=` + tenths(30*time.Second) + `; stop=; known= ;; esac`)
 	s.line(`  case $b in *.tmp) continue ;; *.stopping.*)`)
 	// A drain that is over but whose process still runs: its drainer is gone.
 	s.line(`    set -- $(cat "$p" 2>/dev/null); if [ "$1" = supervised ]; then [ -z "$(find "$p" -mmin +10 2>/dev/null)" ] || rm -f "$p"; continue; fi`)
 	s.line(`    if ! alive "$1" "$2"; then rm -f "$p"; continue; fi`)
-	s.line(`    id=${id%%.stopping.*}; ` + how(":"))
+	s.line(`    id=${id%%.stopping.*}; ` + how.String())
 	s.line(`    age=$(( $(date +%s) - $(stat -c %Y "$p" 2>/dev/null || date +%s) )); if [ $(( age * 10 )) -gt $(( t + 50 )) ]; then kill -KILL "-$1" 2>/dev/null; rm -f "$p"; fi; continue ;; esac`)
-	s.line(`  [ "$id" != "$cur" ] && [ "$id" != "$(linked "$name")" ] || continue`)
-	s.line(`  ` + how(`note warn "service $name is not in ferry.yaml (on this host): its process of release $id is stopped"`))
+	s.line(`  ` + how.String())
+	// A service no longer configured here is stopped whatever serves, and its link removed.
+	s.line(`  if [ -n "$known" ]; then [ "$id" != "$cur" ] && [ "$id" != "$(linked "$name")" ] || continue`)
+	s.line(`  else note warn "service $name is not in ferry.yaml (on this host): its process of release $id is stopped"; [ "$(linked "$name")" != "$id" ] || rm -f "$R/$name.sock"; fi`)
 	s.line(`  if [ "$(cat "$p" 2>/dev/null)" = supervised ]; then`)
 	s.line(`    if [ -z "$stop" ]; then rm -f "$p"; note warn "service $name of release $id was started by a supervisor, and ferry.yaml has no stop command for it now: stop it by hand"; continue; fi`)
-	s.line(`    mv -f "$p" "$p.stopping.$$" && ( cd "$R" && env FERRY_RELEASE="$id" FERRY_SOCKET="$R/run/$name.$id.sock" sh -c "$stop" </dev/null >>"$R/run/$name.$id.log" 2>&1; rm -f "$p.stopping.$$" ) </dev/null >/dev/null 2>&1 &`)
+	s.line(`    mv -f "$p" "$p.stopping.$$" && ( cd "$R" && env FERRY_RELEASE="$id" FERRY_RELEASE_DIR="$R/releases/$id" FERRY_ROOT="$R" FERRY_SHARED_DIR="$R/shared" FERRY_SERVICE="$name" FERRY_SOCKET="$R/run/$name.$id.sock" sh -c "$stop" </dev/null >>"$R/run/$name.$id.log" 2>&1; rm -f "$p.stopping.$$" ) </dev/null >/dev/null 2>&1 &`)
 	s.line(`    note stopped "$name $id"`)
 	s.line(`  elif stop1 "$p" "$sig" "$t"; then note stopped "$name $id"; fi`)
 	s.line(`done`)
