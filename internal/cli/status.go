@@ -2,6 +2,8 @@ package cli
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -34,6 +36,16 @@ func newStatusCmd(g *globals) *cobra.Command {
 					fmt.Fprintf(w, "  lock        held by %s, whose process is gone (the next run takes it over)\n", h.Lock)
 				default:
 					fmt.Fprintf(w, "  lock        held by %s\n", h.Lock)
+				}
+				for _, name := range slices.Sorted(maps.Keys(h.Sockets)) {
+					fmt.Fprintf(w, "  %-11s -> release %s\n", printable(name), orNone(printable(h.Sockets[name])))
+				}
+				for _, p := range h.Processes {
+					what := p.State
+					if p.PID > 0 && p.State != "exited" {
+						what += fmt.Sprintf(" (pid %d)", p.PID)
+					}
+					fmt.Fprintf(w, "  process     %s of %s: %s\n", printable(p.Service), printable(p.Release), what)
 				}
 				if len(h.Incomplete) > 0 {
 					fmt.Fprintf(w, "  incomplete  %s (removed by the next deploy or cleanup)\n", printable(strings.Join(h.Incomplete, ", ")))

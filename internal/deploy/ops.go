@@ -169,6 +169,10 @@ type HostStatus struct {
 	Unknown    []string           `json:"unknown,omitempty"`
 	Rollback   string             `json:"rollback_target,omitempty"`
 	Releases   []*release.Release `json:"releases"`
+	// Sockets maps each socket service's stable link to the release it points at; Processes
+	// are the socket services' processes.
+	Sockets   map[string]string `json:"sockets,omitempty"`
+	Processes []release.Process `json:"processes,omitempty"`
 	// Error is why the host could not be read (unreachable, refused); the rest is then empty.
 	Error string `json:"error,omitempty"`
 }
@@ -199,12 +203,12 @@ func statusOf(ctx context.Context, t *Target, opts Options) (*HostStatus, error)
 	if err := dial(ctx, t, opts, false, false); err != nil {
 		return nil, err
 	}
-	p, err := t.Root.Probe(ctx, release.ProbeOptions{})
+	p, err := t.Root.Probe(ctx, release.ProbeOptions{Processes: true})
 	if err != nil {
 		return nil, err
 	}
 	st := p.State
-	hs := &HostStatus{Host: t.Name, Root: t.Root.Dir, Current: st.Current, Unknown: st.Unknown, Incomplete: []string{}}
+	hs := &HostStatus{Host: t.Name, Root: t.Root.Dir, Current: st.Current, Unknown: st.Unknown, Incomplete: []string{}, Sockets: p.Links, Processes: p.Processes}
 	hs.Releases = []*release.Release{}
 	for _, rel := range st.Releases {
 		if rel.Exists {

@@ -344,6 +344,14 @@ func TestSocketRollbackStartsTheTargetAgain(t *testing.T) {
 		t.Fatalf("app.sock after the rollback: %q", got)
 	}
 	waitOneApp(t, s)
+	// ferry status shows where app.sock points and which processes run.
+	st, err := Status(context.Background(), s.cfg, s.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st[0].Sockets["app.sock"] != v1 || len(st[0].Processes) != 1 || st[0].Processes[0].Release != v1 || st[0].Processes[0].State != "running" {
+		t.Fatalf("status: sockets %v, processes %+v; want app.sock at %s and its process running", st[0].Sockets, st[0].Processes, v1)
+	}
 }
 
 // TestSocketKeepReleasesNeverRemovesARunningRelease: with keep_releases: 1, a release whose

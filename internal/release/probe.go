@@ -39,6 +39,8 @@ type ProbeOptions struct {
 	// files whose hashes to report.
 	Shared      []SharedPath
 	SharedFiles []string
+	// Processes reports the socket services' processes and stable links.
+	Processes bool
 }
 
 // Probe is what one probe learned of a root.
@@ -64,7 +66,21 @@ type Probe struct {
 	SharedHashes map[string]string
 	// SwapLinks maps releases to the temporary links ProbeOptions.Links made to them.
 	SwapLinks  map[string]string
+	// Processes and Links are the socket services' processes and stable links, when
+	// ProbeOptions.Processes was set.
+	Processes  []Process
+	Links      map[string]string // "app.sock" -> the release it points at
 	linkPrefix string
+}
+
+// Process is a socket service's process of a release, as a probe saw it.
+type Process struct {
+	Service string `json:"service"`
+	Release string `json:"release"`
+	PID     int    `json:"pid,omitempty"`
+	// State is "running", "draining" (asked to stop), "exited", or "supervised" (started by a
+	// supervisor, which ferry does not follow).
+	State string `json:"state"`
 }
 
 // Live is the live release as the probe saw it.
@@ -233,6 +249,14 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`sec hashes`)
 		hashNotes(s, o.SharedFiles)
 	}
+	if o.Processes {
+		s.line(`if [ -d "$R/.ferry/proc" ]; then`)
+		s.line(procFunctions)
+		s.line(`sec procs; for p in "$R/.ferry/proc/"*; do [ -f "$p" ] || continue; b=${p##*/}; case $b in *.tmp) continue ;; esac; set -- $(cat "$p") ""; ` +
+			`st=exited; if [ "$1" = supervised ]; then st=supervised; elif alive "$1" "$2"; then st=running; fi; case $b in *.stopping.*) [ $st = running ] || continue; st=draining ;; esac; printf '%s\000%s\000%s\000' "$b" "$1" "$st"; done`)
+		s.line(`sec links; for l in "$R"/*.sock; do if [ -L "$l" ]; then n=${l##*/}; k=$(readlink "$l"); k=${k#run/${n%.sock}.}; printf '%s\000%s\000' "$n" "${k%%.*}"; fi; done`)
+		s.line(`fi`)
+	}
 	s.line(`sec end`)
 
 	out, err := r.Host.Script(ctx, s.String())
@@ -303,6 +327,17 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 		}
 	}
 	p.State = buildState(log, entries, strings.TrimSuffix(string(secs["current"]), "\n"), r.releasesDir())
+	if f := fields(secs["procs"]); len(f) > 0 {
+		for i := 0; i+2 < len(f); i += 3 {
+			name, id, _ := strings.Cut(f[i], ".")
+			id, _, _ = strings.Cut(id, ".stopping.")
+			pid, _ := strconv.Atoi(f[i+1])
+			p.Processes = append(p.Processes, Process{Service: name, Release: id, PID: pid, State: f[i+2]})
+		}
+	}
+	if _, ok := secs["links"]; ok {
+		p.Links = pairs(secs["links"])
+	}
 	if id, ok := secs["live"]; ok {
 		lv := &Live{ID: string(id), Links: fields(secs["links"])}
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
