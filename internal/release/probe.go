@@ -65,7 +65,7 @@ type Probe struct {
 	// SharedHashes maps shared files to their hashes.
 	SharedHashes map[string]string
 	// SwapLinks maps releases to the temporary links ProbeOptions.Links made to them.
-	SwapLinks  map[string]string
+	SwapLinks map[string]string
 	// Processes and Links are the socket services' processes and stable links, when
 	// ProbeOptions.Processes was set.
 	Processes  []Process
