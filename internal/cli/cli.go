@@ -41,6 +41,7 @@ EXIT STATUS
 // globals are the flags every command has.
 type globals struct {
 	config   string
+	env      string
 	hosts    []string
 	json     bool
 	quiet    bool
@@ -73,6 +74,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return fmt.Errorf("%w: %w", err, errUsage) })
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.config, "config", "c", "ferry.yaml", "config file")
+	pf.StringVarP(&g.env, "environment", "e", os.Getenv("FERRY_ENV"), "the environment of ferry.yaml to use (default $FERRY_ENV)")
 	pf.StringSliceVar(&g.hosts, "host", nil, "limit to these hosts (by name; repeat or comma-separate)")
 	pf.BoolVar(&g.json, "json", false, "machine-readable output on stdout")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only warnings and errors")
@@ -194,7 +196,7 @@ func hintFor(err error) string {
 
 // load reads the config named by --config.
 func (g *globals) load() (*config.Config, error) {
-	return config.Load(g.config)
+	return config.LoadWith(g.config, config.Options{Environment: g.env})
 }
 
 // status reads every host's state for 'ferry status' and 'ferry releases'; with --json it has

@@ -56,6 +56,14 @@ hooks:
 #   expect_status: 200
 #   contains: "{{release}}"
 #   timeout: 30s
+# vars: {port: "8080"}         # {{port}} in any value; {{env.NAME}} is this machine's environment variable
+# environments:                # ferry -e staging … (or FERRY_ENV): keys here override the ones above
+#   staging:                   # (mappings merge, lists replace); {{environment}} is the name
+#     root: /srv/www/staging.example.com
+#     hosts: [{ssh: deploy@staging1.example.com}]
+#     vars: {port: "8081"}
+#   production:
+#     hosts: [{ssh: deploy@web1.example.com}, {ssh: deploy@web2.example.com}]
 `
 
 func newInitCmd(g *globals) *cobra.Command {

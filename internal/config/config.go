@@ -41,6 +41,8 @@ type Config struct {
 	RequireClean bool      `yaml:"require_clean"`
 	Check        Check     `yaml:"check"`
 
+	// Environment is the environment chosen from environments (ferry -e), if any.
+	Environment string `yaml:"-"`
 	// Dir is the directory of the config file; a relative source is resolved against it.
 	Dir string `yaml:"-"`
 	// File is the path the config was read from.
@@ -210,7 +212,10 @@ const (
 )
 
 // Load reads, decodes and validates the file at path.
-func Load(file string) (*Config, error) {
+func Load(file string) (*Config, error) { return LoadWith(file, Options{}) }
+
+// LoadWith is Load for an environment, with a source of environment variables.
+func LoadWith(file string, o Options) (*Config, error) {
 	f, err := os.Open(file)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -225,11 +230,14 @@ func Load(file string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{File: file, Msg: err.Error()}
 	}
-	return Parse(file, data)
+	return ParseWith(file, data, o)
 }
 
 // Parse decodes and validates data as the contents of file.
-func Parse(file string, data []byte) (cfg *Config, err error) {
+func Parse(file string, data []byte) (*Config, error) { return ParseWith(file, data, Options{}) }
+
+// ParseWith is Parse for an environment, with a source of environment variables.
+func ParseWith(file string, data []byte, o Options) (cfg *Config, err error) {
 	// go-yaml can panic on some malformed input (found by FuzzParse); a config file must never
 	// crash ferry, so that becomes a config error like any other.
 	defer func() {
@@ -254,10 +262,21 @@ func Parse(file string, data []byte) (cfg *Config, err error) {
 		return nil, err
 	}
 	d := newDecoder(file, body, len(tokens), len(data))
+	d.environment, d.getenv = o.Environment, o.Getenv
+	if d.getenv == nil {
+		d.getenv = lookupEnv
+	}
+	if body, _, err = d.chooseEnvironment(body, o.Environment); err != nil {
+		return nil, err
+	}
+	if body, d.vars, err = d.takeVars(body); err != nil {
+		return nil, err
+	}
 	var c Config
 	if err := d.decode(body, reflect.ValueOf(&c).Elem(), "$"); err != nil {
 		return nil, err
 	}
+	c.Environment = o.Environment
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, &Error{File: file, Msg: err.Error()}

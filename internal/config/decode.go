@@ -155,6 +155,11 @@ type decoder struct {
 	merging map[ast.Node]bool
 	// expanding is the outermost alias or merge being decoded: where a bomb goes off.
 	expanding ast.Node
+	// vars are what {{name}} stands for in strings; environment is the chosen environment;
+	// getenv looks up {{env.NAME}}.
+	vars        map[string]string
+	environment string
+	getenv      func(string) (string, bool)
 }
 
 func newDecoder(file string, body ast.Node, tokens, size int) *decoder {
@@ -434,6 +439,10 @@ func (d *decoder) value(n, at ast.Node, v reflect.Value, p string) error {
 			return d.errorf(at, "%s: expected a string, got %s; put it in quotes if it is meant as text", key, describe(n))
 		default:
 			return d.errorf(at, "%s: expected a string, got %s", key, describe(n))
+		}
+		s, err := d.substitute(s, at, key)
+		if err != nil {
+			return err
 		}
 		if r, bad := controlChar(s, "\t\n"); bad {
 			return d.errorf(at, "%s: the control character %U is not allowed in a value", key, r)

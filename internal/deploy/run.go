@@ -72,6 +72,9 @@ func Run(ctx context.Context, cfg *config.Config, opts Options, roles []string, 
 // this machine in the config's directory, the others in the live release of every selected
 // host. They tell people; their failures are warnings.
 func eventHooks(ctx context.Context, cfg *config.Config, opts Options, event string, hooks []config.Hook, env []string, rep Reporter) {
+	if cfg.Environment != "" {
+		env = append(env, "FERRY_ENVIRONMENT="+cfg.Environment)
+	}
 	for _, h := range hooks {
 		timeout := time.Duration(h.Timeout)
 		if timeout <= 0 {

@@ -77,7 +77,7 @@ func (t *tailBuffer) String() string { return string(t.buf) }
 
 // Env is the FERRY_* environment of hooks and services for release id.
 func (r *Root) Env(id, previous, hostName string) []string {
-	return []string{
+	env := []string{
 		"FERRY_RELEASE=" + id,
 		"FERRY_RELEASE_DIR=" + r.ReleaseDir(id),
 		"FERRY_PREVIOUS_RELEASE=" + previous,
@@ -85,4 +85,8 @@ func (r *Root) Env(id, previous, hostName string) []string {
 		"FERRY_SHARED_DIR=" + r.sharedDir(),
 		"FERRY_HOST=" + hostName,
 	}
+	if r.Environment != "" {
+		env = append(env, "FERRY_ENVIRONMENT="+r.Environment)
+	}
+	return env
 }

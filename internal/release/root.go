@@ -27,6 +27,8 @@ import (
 type Root struct {
 	Host host.Host
 	Dir  string // absolute path of <root> on the host
+	// Environment is the environment of ferry.yaml the run uses (FERRY_ENVIRONMENT), if any.
+	Environment string
 	// Sockets are the socket services on this host (see Socket): swaps move their links,
 	// removals keep a release whose process runs, and a run's unlock stops stale processes.
 	Sockets []Socket
