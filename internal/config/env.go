@@ -237,5 +237,4 @@ func sortedKeys(m map[string]string) []string {
 	return keys
 }
 
-
 func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }
