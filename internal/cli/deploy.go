@@ -73,6 +73,7 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 	f := cmd.Flags()
 	f.StringVarP(&opts.Message, "message", "m", "", "note recorded with the release in the log")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "run the build, print the plan, and touch no host")
+	f.StringVar(&opts.Ref, "ref", "", "ship a clean export of this git branch, tag or commit (the build runs in it), not the work tree")
 	f.BoolVar(&opts.NoBuild, "no-build", false, "with --dry-run: plan from the build output as it is, without running the build")
 	f.BoolVar(&opts.KeepFailed, "keep-failed", false, "keep a release that failed to prepare, for inspection")
 	f.DurationVar(&opts.LockWait, "lock-wait", 0, "wait this long for another run's lock (e.g. 2m)")

@@ -30,6 +30,9 @@ type DeployOptions struct {
 	Batch   int
 	// Now is the clock release ids are made from; tests turn it back.
 	Now func() time.Time
+	// Ref, when set, ships a clean export of this git ref (a branch, tag or commit of the
+	// repository that holds ferry.yaml) instead of the work tree; the build runs in the export.
+	Ref string
 
 	git *release.Git // the commit the build comes from, read by Deploy
 }
@@ -137,9 +140,23 @@ func Deploy(ctx context.Context, cfg *config.Config, opts DeployOptions, rep Rep
 
 func deploy(ctx context.Context, cfg *config.Config, opts *DeployOptions, rep Reporter) (*Result, error) {
 	start := time.Now()
-	opts.git = gitOf(ctx, cfg.Dir)
-	if err := checkGit(cfg, opts.git, rep); err != nil {
-		return nil, err
+	if opts.Ref != "" {
+		dir, g, cleanup, err := exportRef(ctx, cfg.Dir, opts.Ref)
+		if err != nil {
+			return nil, err
+		}
+		defer cleanup()
+		rep.Step("local", "export", fmt.Sprintf("%s (commit %s) into %s", opts.Ref, short(g.Commit), dir), time.Since(start))
+		// The source and the build are the export's; the work tree is left alone.
+		c := *cfg
+		c.Dir = dir
+		cfg = &c
+		opts.git = g
+	} else {
+		opts.git = gitOf(ctx, cfg.Dir)
+		if err := checkGit(cfg, opts.git, rep); err != nil {
+			return nil, err
+		}
 	}
 	targets, err := connect(ctx, cfg, opts.Options, !opts.DryRun, !opts.DryRun)
 	if err != nil {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -57,4 +59,63 @@ func hookEnv(env []string, g *release.Git) []string {
 		env = append(env, "FERRY_COMMIT="+g.Commit)
 	}
 	return env
+}
+
+// exportRef writes a clean copy of ref, from the git repository that holds dir, into a new
+// temporary directory, and returns the directory that stands for dir in it, the commit, and a
+// function that removes the copy. The work tree is left alone: nothing is checked out.
+func exportRef(ctx context.Context, dir, ref string) (string, *release.Git, func(), error) {
+	git := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("git %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if strings.HasPrefix(ref, "-") {
+		return "", nil, nil, fmt.Errorf("--ref %q: a ref does not start with -: %w", ref, config.ErrConfig)
+	}
+	commit, err := git("rev-parse", "--verify", "-q", "--end-of-options", ref+"^{commit}")
+	if err != nil || commit == "" {
+		return "", nil, nil, fmt.Errorf("--ref %s: not a commit of the git repository of %s: %w", ref, dir, config.ErrConfig)
+	}
+	top, err := git("rev-parse", "--show-toplevel")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("--ref %s: %w", ref, err)
+	}
+	prefix, err := git("rev-parse", "--show-prefix")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("--ref %s: %w", ref, err)
+	}
+	tmp, err := os.MkdirTemp("", "ferry-ref-")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	// git archive | tar -x: the files of the commit, as committed, and nothing else.
+	archive := exec.CommandContext(ctx, "git", "-C", top, "archive", "--format=tar", commit)
+	extract := exec.CommandContext(ctx, "tar", "-x", "-C", tmp)
+	var stderr strings.Builder
+	archive.Stderr, extract.Stderr = &stderr, &stderr
+	pipe, err := archive.StdoutPipe()
+	if err == nil {
+		extract.Stdin = pipe
+		err = archive.Start()
+	}
+	if err == nil {
+		err = extract.Run()
+		err = errors.Join(err, archive.Wait())
+	}
+	if err != nil {
+		cleanup()
+		return "", nil, nil, fmt.Errorf("--ref %s: export the commit: %w: %s", ref, err, strings.TrimSpace(stderr.String()))
+	}
+	g := &release.Git{Commit: commit}
+	if _, err := git("show-ref", "--verify", "--quiet", "refs/heads/"+ref); err == nil {
+		g.Branch = ref
+	}
+	return filepath.Join(tmp, filepath.FromSlash(strings.TrimSuffix(prefix, "/"))), g, cleanup, nil
 }
