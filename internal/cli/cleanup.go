@@ -21,7 +21,7 @@ Nothing in shared/ is touched.` + exitStatusHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.load()
 			if err != nil {
-				return err
+				return failed(g, err)
 			}
 			opts := g.options(cmd)
 			opts.LockWait = lockWait
@@ -29,10 +29,14 @@ Nothing in shared/ is touched.` + exitStatusHelp,
 			removed, err := deploy.Cleanup(cmd.Context(), cfg, opts, rep)
 			rep.flush()
 			if err != nil {
-				return err
+				return failed(g, err)
 			}
 			if g.json {
-				return writeJSON(g, removed)
+				return writeResult(g, struct {
+					Type    string              `json:"type"`
+					OK      bool                `json:"ok"`
+					Removed map[string][]string `json:"removed"`
+				}{"result", true, removed})
 			}
 			return nil
 		},

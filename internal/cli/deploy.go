@@ -27,14 +27,14 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 			case "rolling":
 				opts.Rolling = true
 			default:
-				return fmt.Errorf("--strategy must be all or rolling, not %q: %w", strategy, errUsage)
+				return failed(g, fmt.Errorf("--strategy must be all or rolling, not %q: %w", strategy, errUsage))
 			}
 			if opts.Batch < 1 {
-				return fmt.Errorf("--batch must be 1 or more: %w", errUsage)
+				return failed(g, fmt.Errorf("--batch must be 1 or more: %w", errUsage))
 			}
 			cfg, err := g.load()
 			if err != nil {
-				return err
+				return failed(g, err)
 			}
 			opts.Options.Hosts, opts.Options.Parallel, opts.Options.Command = g.hosts, g.parallel, "ferry deploy"
 			rep := newReporter(g)
@@ -44,21 +44,22 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 				err = checkSource(err, cfg)
 				if g.json {
 					// A machine reading stdout gets a result on failure too.
-					f := jsonFailure{Error: err.Error(), ExitCode: exitCode(err)}
+					f := jsonFailure{Type: "result", Error: err.Error(), ExitCode: exitCode(err)}
 					if res != nil {
 						f.Release, f.Hosts = res.Release, res.Hosts
 					}
-					if jerr := writeJSON(g, f); jerr != nil {
+					if jerr := writeResult(g, f); jerr != nil {
 						return jerr
 					}
 				}
 				return err
 			}
 			if g.json {
-				return writeJSON(g, struct {
-					OK bool `json:"ok"`
+				return writeResult(g, struct {
+					Type string `json:"type"`
+					OK   bool   `json:"ok"`
 					*deploy.Result
-				}{true, res})
+				}{"result", true, res})
 			}
 			if res.DryRun {
 				printPlan(g, res)
@@ -85,6 +86,7 @@ hooks; clean up old releases. A failure before the swap changes no host's curren
 // jsonFailure is what --json prints for a deploy that failed: ok false, the error as the
 // human output gives it, the exit status, and what is known of the release.
 type jsonFailure struct {
+	Type     string               `json:"type"` // "result"
 	OK       bool                 `json:"ok"`
 	Error    string               `json:"error"`
 	ExitCode int                  `json:"exit_code"`
@@ -143,6 +145,23 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
+}
+
+// writeResult prints the result of a deploy, rollback or cleanup as the last line of --json.
+func writeResult(g *globals, v any) error {
+	enc := json.NewEncoder(g.stdout)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// failed prints, with --json, the result line of a command that failed, and returns err.
+func failed(g *globals, err error) error {
+	if g.json {
+		if jerr := writeResult(g, jsonFailure{Type: "result", Error: err.Error(), ExitCode: exitCode(err)}); jerr != nil {
+			return jerr
+		}
+	}
+	return err
 }
 
 func writeJSON(g *globals, v any) error {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -24,6 +25,7 @@ import (
 type reporter struct {
 	mu       sync.Mutex
 	w        io.Writer
+	events   *json.Encoder // with --json: each step, warning and line of output as a JSON line on stdout
 	quiet    bool
 	terminal bool
 	partial  map[string][]byte // hook output not yet ended by a newline, per host
@@ -33,6 +35,10 @@ type reporter struct {
 
 func newReporter(g *globals) *reporter {
 	r := &reporter{w: g.stderr, quiet: g.quiet || g.json, partial: map[string][]byte{}}
+	if g.json {
+		r.events = json.NewEncoder(g.stdout)
+		r.events.SetEscapeHTML(false)
+	}
 	if f, ok := g.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		r.terminal = true
 	}
@@ -78,12 +84,16 @@ func (r *reporter) Progress(host string, total int64) (func(int64), func()) {
 // Step implements deploy.Reporter. The message is one line: anything in it that came from the
 // host (a release id read from current) or spans lines (a hook's script) is escaped.
 func (r *reporter) Step(host, step, msg string, took time.Duration) {
-	if r.quiet {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.endLine(host)
+	if r.events != nil {
+		_ = r.events.Encode(event{Type: "step", Host: host, Step: step, Message: msg, TookNS: int64(took)})
+		return
+	}
+	if r.quiet {
+		return
+	}
 	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", host, step, printable(msg), round(took))
 }
 
@@ -93,6 +103,9 @@ func (r *reporter) Warn(host, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.endLine(host)
+	if r.events != nil {
+		_ = r.events.Encode(event{Type: "warning", Host: host, Message: msg})
+	}
 	fmt.Fprintf(r.out(), "ferry: warning: %s: %s\n", host, printableText(msg))
 }
 
@@ -100,7 +113,7 @@ func (r *reporter) Warn(host, msg string) {
 // newline waits for more output, and is printed on its own once the engine reports the
 // command's end (a step or a warning for that host) or returns (flush).
 func (r *reporter) Output(host string, p []byte) {
-	if r.quiet {
+	if r.quiet && r.events == nil {
 		return
 	}
 	r.mu.Lock()
@@ -111,7 +124,7 @@ func (r *reporter) Output(host string, p []byte) {
 		if i < 0 {
 			break
 		}
-		fmt.Fprintf(r.out(), "%-6s | %s\n", host, buf[:i])
+		r.line(host, buf[:i])
 		buf = buf[i+1:]
 	}
 	r.partial[host] = append([]byte(nil), buf...)
@@ -121,9 +134,29 @@ func (r *reporter) Output(host string, p []byte) {
 // of its own. The caller holds mu.
 func (r *reporter) endLine(host string) {
 	if buf := r.partial[host]; len(buf) > 0 {
-		fmt.Fprintf(r.out(), "%-6s | %s\n", host, buf)
+		r.line(host, buf)
 	}
 	delete(r.partial, host)
+}
+
+// line prints one line of a command's output. The caller holds mu.
+func (r *reporter) line(host string, l []byte) {
+	if r.events != nil {
+		_ = r.events.Encode(event{Type: "output", Host: host, Line: string(l)})
+		return
+	}
+	fmt.Fprintf(r.out(), "%-6s | %s\n", host, l)
+}
+
+// event is a JSON line of --json: what happened, on which host, as it happened. The last line
+// of a deploy, rollback or cleanup is its result (type "result").
+type event struct {
+	Type    string `json:"type"` // step, warning, output
+	Host    string `json:"host"`
+	Step    string `json:"step,omitempty"`
+	Message string `json:"message,omitempty"`
+	TookNS  int64  `json:"took_ns,omitempty"`
+	Line    string `json:"line,omitempty"`
 }
 
 // flush prints every host's unfinished last line. Commands call it when the engine returns,

@@ -24,7 +24,7 @@ back. Nothing is deleted.` + exitStatusHelp,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.load()
 			if err != nil {
-				return err
+				return failed(g, err)
 			}
 			opts := g.options(cmd)
 			opts.LockWait = lockWait
@@ -36,10 +36,14 @@ back. Nothing is deleted.` + exitStatusHelp,
 			res, err := deploy.Rollback(cmd.Context(), cfg, id, opts, rep)
 			rep.flush()
 			if err != nil {
-				return err
+				return failed(g, err)
 			}
 			if g.json {
-				return writeJSON(g, res)
+				return writeResult(g, struct {
+					Type string `json:"type"`
+					OK   bool   `json:"ok"`
+					*deploy.RollbackResult
+				}{"result", true, res})
 			}
 			if !g.quiet {
 				fmt.Fprintf(g.stderr, "ferry: rolled back from %s to %s\n", printable(res.From), printable(res.To))
