@@ -7,7 +7,7 @@ import (
 )
 
 // writeChart draws errors per deploy per tool as grouped bars in an SVG file.
-func writeChart(path string, outcomes []outcome, deploys int) error {
+func writeChart(path, title string, outcomes []outcome, deploys int) error {
 	const w, h, left, bottom, top = 900, 340, 50, 40, 48
 	maxErr := 1
 	for _, o := range outcomes {
@@ -22,7 +22,7 @@ func writeChart(path string, outcomes []outcome, deploys int) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="16" font-size="14">Failed requests per deploy (connection errors + non-2xx + broken page loads)</text>`+"\n", left)
+	fmt.Fprintf(&b, `<text x="%d" y="16" font-size="14">%s</text>`+"\n", left, title)
 	for i := 0; i <= 4; i++ {
 		v := maxErr * i / 4
 		y := float64(h-bottom) - plotH*float64(v)/float64(maxErr)
@@ -44,8 +44,8 @@ func writeChart(path string, outcomes []outcome, deploys int) error {
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">deploy</text>`+"\n", left+int(plotW/2), h-6)
 	for i, o := range outcomes {
-		total := o.sum.ConnErrors + o.sum.Non2xx + o.sum.Broken
-		x := left + 10 + i*260
+		total := o.sum.ConnErrors + o.sum.Non2xx + o.sum.Broken + o.slowCut
+		x := left + 10 + i*(w-left)/len(outcomes)
 		fmt.Fprintf(&b, `<rect x="%d" y="24" width="10" height="10" fill="%s"/><text x="%d" y="33">%s: %d in total</text>`+"\n", x, colors[i%len(colors)], x+14, o.tool, total)
 	}
 	b.WriteString("</svg>\n")
