@@ -85,6 +85,9 @@ func newCrashSiteOn(t *testing.T, files int, hook, hosts string, env []string) *
 			t.Fatal(err)
 		}
 	}
+	// The operator made shared/.env before the first deploy, as ferry asks.
+	os.MkdirAll(filepath.Join(s.root, "shared"), 0o755)
+	os.WriteFile(filepath.Join(s.root, "shared", ".env"), nil, 0o600)
 	cfg := fmt.Sprintf("root: %s\nsource: ./build\nkeep_releases: 3\nshared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: %q\n%s", s.root, hook, s.hosts)
 	if err := os.WriteFile(filepath.Join(s.dir, "ferry.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

@@ -56,9 +56,35 @@ type Build struct {
 }
 
 // Shared lists the paths, relative to a release, that live in <root>/shared and outlive releases.
+// Each entry is a path, or a mapping with the path and how ferry provisions it.
 type Shared struct {
-	Files []string `yaml:"files"`
-	Dirs  []string `yaml:"dirs"`
+	FileEntries []SharedEntry `yaml:"files"`
+	DirEntries  []SharedEntry `yaml:"dirs"`
+	// Files and Dirs are the entries' paths, cleaned (set by Parse).
+	Files []string `yaml:"-"`
+	Dirs  []string `yaml:"-"`
+}
+
+// SharedEntry is a shared path and how ferry provisions it.
+type SharedEntry struct {
+	Path string `yaml:"path"`
+	// From (files only) is a file on the deploying machine, relative to ferry.yaml, that ferry
+	// uploads to shared/<path> whenever its content differs: a shared file ferry owns.
+	From string `yaml:"from"`
+	// Mode is the octal mode ferry gives the shared path ("0600", "0775"); Owner the owner
+	// ("www-data" or "www-data:www-data") it chowns a directory to.
+	Mode  string `yaml:"mode"`
+	Owner string `yaml:"owner"`
+}
+
+// Entry returns the entry of shared path p (cleaned), if the config lists it.
+func (s *Shared) Entry(p string) (SharedEntry, bool) {
+	for _, e := range append(append([]SharedEntry(nil), s.FileEntries...), s.DirEntries...) {
+		if e.Path == p {
+			return e, true
+		}
+	}
+	return SharedEntry{}, false
 }
 
 // Host is one target: the word "local", or a mapping with ssh, roles and an optional root.
@@ -277,6 +303,12 @@ func ParseWith(file string, data []byte, o Options) (cfg *Config, err error) {
 		return nil, err
 	}
 	c.Environment = o.Environment
+	for _, e := range c.Shared.FileEntries {
+		c.Shared.Files = append(c.Shared.Files, e.Path)
+	}
+	for _, e := range c.Shared.DirEntries {
+		c.Shared.Dirs = append(c.Shared.Dirs, e.Path)
+	}
 	abs, err := filepath.Abs(file)
 	if err != nil {
 		return nil, &Error{File: file, Msg: err.Error()}

@@ -313,6 +313,7 @@ func (d *decoder) expand(n ast.Node) func() {
 
 var (
 	hostType     = reflect.TypeFor[Host]()
+	sharedType   = reflect.TypeFor[SharedEntry]()
 	countType    = reflect.TypeFor[Count]()
 	durationType = reflect.TypeFor[Duration]()
 )
@@ -407,6 +408,11 @@ func (d *decoder) value(n, at ast.Node, v reflect.Value, p string) error {
 			return d.errorf(at, "%s: expected \"local\" or a mapping such as {ssh: deploy@web1}, got %s", key, describe(n))
 		}
 		return d.decodeStruct(m, v, p)
+	case sharedType:
+		if m, ok := n.(*ast.MappingNode); ok {
+			return d.decodeStruct(m, v, p)
+		}
+		return d.value(n, at, v.FieldByName("Path"), p)
 	case countType:
 		return d.wholeNumber(n, at, v, p)
 	case durationType:

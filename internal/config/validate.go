@@ -73,8 +73,21 @@ func (c *Config) validate() error {
 		if kind == "dirs" {
 			list = c.Shared.Dirs
 		}
+		entries := &c.Shared.FileEntries
+		if kind == "dirs" {
+			entries = &c.Shared.DirEntries
+		}
+		if len(*entries) != len(list) { // a Config made in code lists only the paths
+			*entries = nil
+			for _, p := range list {
+				*entries = append(*entries, SharedEntry{Path: p})
+			}
+		}
 		for i, p := range list {
 			where := fmt.Sprintf("$.shared.%s[%d]", kind, i)
+			if err := checkSharedEntry(where, kind, (*entries)[i]); err != nil {
+				return err
+			}
 			clean, err := CleanRelative(p)
 			if err != nil {
 				return invalid(where, "shared path %s: %v", quote(p), err)
@@ -88,6 +101,7 @@ func (c *Config) validate() error {
 			seen[clean] = where
 			order = append(order, clean)
 			list[i] = clean
+			(*entries)[i].Path = clean
 		}
 	}
 	// Only prefixes as long as some shared path can be one: looking up every prefix of a long
@@ -235,6 +249,37 @@ func (c *Config) validate() error {
 				where = fmt.Sprintf("$.hosts[%d].root", i)
 			}
 			return invalid(where, "root %s is inside the build %s: every deploy would ship the releases again; put the root outside it", root, src)
+		}
+	}
+	return nil
+}
+
+// sharedOwner is what an owner may be: a user, or user:group, by name or number.
+var sharedOwner = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+
+// checkSharedEntry checks what a shared path's mapping says beyond its path.
+func checkSharedEntry(where, kind string, e SharedEntry) error {
+	if strings.TrimSpace(e.Path) == "" {
+		return invalid(where, "a shared entry needs path, such as {path: .env}")
+	}
+	if e.Mode != "" {
+		m, err := strconv.ParseUint(e.Mode, 8, 32)
+		if err != nil || m > 0o7777 || len(e.Mode) < 3 {
+			return invalid(where+".mode", "shared path %s: mode %s is not an octal mode such as \"0600\" or \"0775\" (write it in quotes)", quote(e.Path), quote(e.Mode))
+		}
+		if m&0o7000 != 0 {
+			return invalid(where+".mode", "shared path %s: mode %s sets setuid, setgid or sticky bits, which ferry does not set", quote(e.Path), quote(e.Mode))
+		}
+	}
+	if e.Owner != "" && !sharedOwner.MatchString(e.Owner) {
+		return invalid(where+".owner", "shared path %s: owner %s is not a user or user:group", quote(e.Path), quote(e.Owner))
+	}
+	if e.From != "" {
+		if kind == "dirs" {
+			return invalid(where+".from", "shared path %s: from is for shared files; a directory's content is the app's", quote(e.Path))
+		}
+		if r, bad := controlChar(e.From, ""); bad {
+			return invalid(where+".from", "from %s contains the control character %U", quote(e.From), r)
 		}
 	}
 	return nil

@@ -33,6 +33,7 @@ services:
     reload: echo "reload $FERRY_RELEASE in $(pwd -P)" >> "$FERRY_ROOT/../services.log"
     restart: echo "restart $FERRY_RELEASE" >> "$FERRY_ROOT/../services.log"
 `)
+	hostShared(t, s.root, ".env")
 	log := filepath.Join(filepath.Dir(s.root), "services.log")
 	a := s.mustDeploy()
 	b := s.mustDeploy()
@@ -61,6 +62,7 @@ services:
     restart: echo "cron $FERRY_RELEASE" >> "$FERRY_ROOT/../services.log"
     restart_always: true
 `)
+	hostShared(t, s.root, ".env")
 	log := filepath.Join(filepath.Dir(s.root), "services.log")
 	a := s.mustDeploy()
 	b := s.mustDeploy()

@@ -30,6 +30,7 @@ func TestCheckFindsThePitfalls(t *testing.T) {
 	dir := t.TempDir()
 	nginx := filepath.Join(dir, "nginx-T.txt")
 	s := newSite(t, "shared:\n  files: [.env]\n  dirs: [public/uploads]\nhooks:\n  before_activate:\n    - run: echo compiled > public/cache.txt\ncheck:\n  nginx: cat "+nginx+"\n")
+	hostShared(t, s.root, ".env")
 	s.mustDeploy()
 	findings, err := Check(context.Background(), s.cfg, s.opts, false)
 	if err != nil {

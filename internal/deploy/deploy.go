@@ -34,7 +34,8 @@ type DeployOptions struct {
 	// repository that holds ferry.yaml) instead of the work tree; the build runs in the export.
 	Ref string
 
-	git *release.Git // the commit the build comes from, read by Deploy
+	git  *release.Git      // the commit the build comes from, read by Deploy
+	from map[string][]byte // the content of shared files with from, by path, read by Deploy
 }
 
 // HostResult is what a deploy did on one host.
@@ -158,6 +159,11 @@ func deploy(ctx context.Context, cfg *config.Config, opts *DeployOptions, rep Re
 			return nil, err
 		}
 	}
+	from, err := readFrom(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.from = from
 	targets, err := connect(ctx, cfg, opts.Options, !opts.DryRun, !opts.DryRun)
 	if err != nil {
 		return nil, err
@@ -224,6 +230,10 @@ func deploy(ctx context.Context, cfg *config.Config, opts *DeployOptions, rep Re
 	if err != nil {
 		return nil, err
 	}
+	if err := missingShared(cfg, full, opts.from, hosts, func(l *locked, p string) bool { _, ok := l.probe.Shared[p]; return ok }); err != nil {
+		unlockAll(ctx, hosts)
+		return nil, err
+	}
 	// A first deploy creates the root only once the build is known to be good.
 	unlockAll(ctx, hosts)
 	if hosts, err = lockAll(ctx, targets, opts.Options, probe, true, false, rep); err != nil {
@@ -285,6 +295,13 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 		return nil, scanErr
 	}
 	if err != nil {
+		return nil, err
+	}
+	locks := make([]*locked, len(runs))
+	for i, run := range runs {
+		locks[i] = run.locked
+	}
+	if err := missingShared(cfg, full, opts.from, locks, func(l *locked, p string) bool { _, ok := l.probe.Shared[p]; return ok }); err != nil {
 		return nil, err
 	}
 	src := cfg.SourceDir()

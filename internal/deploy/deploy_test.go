@@ -211,6 +211,7 @@ func TestCleanupOrderComesFromTheLogNotMtimes(t *testing.T) {
 
 func TestSharedSurvivesDeploysRollbacksAndCleanups(t *testing.T) {
 	s := newSite(t, "keep_releases: 1\nshared:\n  files: [.env]\n  dirs: [public/uploads, storage/logs]\n")
+	hostShared(t, s.root, ".env")
 	s.mustDeploy()
 	// The app writes user data through current/, as it would in production.
 	for name, content := range map[string]string{
@@ -503,6 +504,7 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 	os.MkdirAll(filepath.Dir(s.root), 0o755)
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "url"), []byte("postgres://app:hunter2@db/app\n"), 0o600)
 	s.write(".env", "SECRET=1\n")
+	hostShared(t, s.root, "config/secrets.yml")
 	s.mustDeploy()
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "fail"), nil, 0o644)
 	if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "hunter2") {

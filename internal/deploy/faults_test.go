@@ -100,6 +100,7 @@ func TestFaultReadOnlyReleasesDir(t *testing.T) {
 
 func TestFaultSharedNotWritable(t *testing.T) {
 	s := newSite(t, "shared:\n  files: [.env]\n  dirs: [storage]\n")
+	hostShared(t, s.root, ".env")
 	good := s.mustDeploy()
 	os.WriteFile(filepath.Join(s.root, "shared/.env"), []byte("SECRET=1\n"), 0o600)
 	before := s.snapshotShared()

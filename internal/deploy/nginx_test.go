@@ -220,6 +220,7 @@ func TestPHPFPMServesNewCodeRightAfterEachDeploy(t *testing.T) {
 		t.Fatal(err)
 	}
 	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
+	hostShared(t, root, ".env") // as the example says: created on the host before the first deploy
 	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
 	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
 	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))
@@ -272,6 +273,7 @@ func TestPHPFPMGracefulReloadDropsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
+	hostShared(t, root, ".env") // as the example says: created on the host before the first deploy
 	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
 	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
 	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))

@@ -55,6 +55,21 @@ func newSite(t *testing.T, extra string) *site {
 
 func loadConfig(p string) (*config.Config, error) { return config.Load(p) }
 
+// hostShared creates empty shared files in root, as an operator does on a host before its first
+// deploy (ferry refuses to deploy a shared file that is nowhere).
+func hostShared(t *testing.T, root string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		f := filepath.Join(root, "shared", p)
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (s *site) write(rel, content string) {
 	s.t.Helper()
 	p := filepath.Join(s.src, rel)

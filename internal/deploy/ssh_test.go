@@ -105,6 +105,9 @@ func TestSSHFleetDeployIncrementalRollbackCleanup(t *testing.T) {
 	f.write("public/odd name $(x) 'q'.txt", "odd")
 	f.write("readonly/inside.txt", "ro")
 	os.Chmod(filepath.Join(f.src, "readonly"), 0o555)
+	for _, root := range f.roots {
+		hostShared(t, root, ".env")
+	}
 	res, err := f.deploy()
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
@@ -46,7 +51,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		return err
 	}
 	stored := transfer.JoinLines(lines)
-	u := &release.Upload{ID: id, Message: opts.Message, User: user, Git: opts.git, Lease: run.lease, Shared: shared, SharedFiles: cfg.Shared.Files}
+	u := &release.Upload{ID: id, Message: opts.Message, User: user, Git: opts.git, Lease: run.lease, Shared: slices.Clone(shared), SharedFiles: cfg.Shared.Files}
 	for _, rel := range run.state.Incomplete() {
 		u.Recover = append(u.Recover, rel.ID)
 		rep.Warn(run.Name, fmt.Sprintf("removed incomplete release %s left by an interrupted deploy", rel.ID))
@@ -73,6 +78,13 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if u.ManifestDrop == "" {
 		u.ManifestFull = token + ".manifest"
 		files[u.ManifestFull] = stored
+	}
+	// Shared files ferry provisions come in the stream too, and replace shared/ when they differ.
+	for i, sp := range u.Shared {
+		if content, ok := opts.from[sp.Path]; ok {
+			u.Shared[i].Upload = fmt.Sprintf("%s.shared.%d", token, i)
+			files[u.Shared[i].Upload] = content
+		}
 	}
 	sum := sha256.Sum256(stored)
 	u.ManifestSum = hex.EncodeToString(sum[:])
@@ -116,6 +128,10 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		msg += fmt.Sprintf(", %s carried over", plural(stats.Carried, "old asset"))
 	}
 	rep.Step(run.Name, "upload", msg, time.Since(us))
+	for _, p := range prepared.Provisioned {
+		e, _ := cfg.Shared.Entry(p)
+		rep.Step(run.Name, "shared", fmt.Sprintf("shared/%s replaced by %s", p, e.From), 0)
+	}
 	for _, p := range prepared.Seeded {
 		rep.Warn(run.Name, fmt.Sprintf("seeded shared/%s from the build; from now on the shared copy is kept", p))
 	}
@@ -185,10 +201,86 @@ func onceTarget(targets []*Target) *Target {
 func sharedPaths(cfg *config.Config) []release.SharedPath {
 	var out []release.SharedPath
 	for _, f := range cfg.Shared.Files {
-		out = append(out, release.SharedPath{Path: f})
+		out = append(out, sharedPath(cfg, f, false))
 	}
 	for _, d := range cfg.Shared.Dirs {
-		out = append(out, release.SharedPath{Path: d, IsDir: true})
+		out = append(out, sharedPath(cfg, d, true))
 	}
 	return out
+}
+
+func sharedPath(cfg *config.Config, p string, dir bool) release.SharedPath {
+	sp := release.SharedPath{Path: p, IsDir: dir}
+	if e, ok := cfg.Shared.Entry(p); ok {
+		if m, err := strconv.ParseUint(e.Mode, 8, 32); err == nil {
+			sp.Mode = fs.FileMode(m)
+		}
+		sp.Owner = e.Owner
+	}
+	return sp
+}
+
+// missingShared refuses a deploy before it changes anything when a shared file is on none of
+// the places it can come from: on the host (shared/), in the build (seeded from it), or from
+// this machine (from:). Deploying it anyway would give the app an empty file (a .env without
+// its variables) and break it after the swap. present says whether host has shared file p.
+func missingShared(cfg *config.Config, full *transfer.Manifest, from map[string][]byte, hosts []*locked, present func(l *locked, p string) bool) error {
+	var missing []string
+	var example string
+	for _, l := range hosts {
+		for _, f := range cfg.Shared.Files {
+			if _, ok := from[f]; ok || full.Has(f) || present(l, f) {
+				continue
+			}
+			missing = append(missing, l.Name+": shared/"+f)
+			if example == "" {
+				p := host.Quote(l.Root.Dir + "/shared/" + f)
+				example = fmt.Sprintf("umask 077; mkdir -p $(dirname %s) && : >>%s", p, p)
+				if !l.spec.Local {
+					example = fmt.Sprintf("ssh %s %s", host.Quote(l.spec.SSH), host.Quote(example))
+				}
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	return &release.HintError{
+		Err:  fmt.Errorf("shared files on neither the host nor in the build, and without from: %s: %w", strings.Join(missing, ", "), config.ErrConfig),
+		Hint: fmt.Sprintf("create each on its host, then fill it in (%s), or seed it from the build, or give it from: in ferry.yaml (a file on this machine that ferry uploads)", example),
+	}
+}
+
+// maxFromSize is the largest file shared.files' from may name: a secret or a config, not data.
+const maxFromSize = 1 << 20
+
+// readFrom reads the content of every shared file with from, on this machine, relative to
+// ferry.yaml. A missing or oversized file is an error before any host is touched.
+func readFrom(cfg *config.Config) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for _, e := range cfg.Shared.FileEntries {
+		if e.From == "" {
+			continue
+		}
+		p := e.From
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(cfg.Dir, p)
+		}
+		fi, err := os.Stat(p)
+		if err == nil && !fi.Mode().IsRegular() {
+			err = errors.New("not a regular file")
+		}
+		if err == nil && fi.Size() > maxFromSize {
+			err = fmt.Errorf("%d bytes, more than the %d a shared file from this machine may have", fi.Size(), maxFromSize)
+		}
+		var b []byte
+		if err == nil {
+			b, err = os.ReadFile(p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("shared file %s: from %s: %w: %w", e.Path, e.From, err, config.ErrConfig)
+		}
+		out[e.Path] = b
+	}
+	return out, nil
 }

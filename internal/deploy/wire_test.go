@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/invariants"
 	"github.com/ferry-deploy/ferry/internal/transfer"
 	"github.com/ferry-deploy/ferry/internal/webtest"
@@ -47,6 +49,7 @@ func (s *site) writeMany(n int) {
 // many files the site has.
 func TestSSHIncrementalDeployRoundTripsAndBytes(t *testing.T) {
 	s, _ := sshSite(t, false, "shared:\n  files: [.env]\n  dirs: [public/uploads]\n")
+	hostShared(t, s.root, ".env")
 	s.writeMany(20_000)
 	s.age()
 	first, err := s.deploy()
@@ -221,6 +224,46 @@ func TestSSHModesFollowTheBuildAndTheUmask(t *testing.T) {
 				if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid | os.ModeSticky); got != want&^umask {
 					t.Errorf("%s: mode %v, want %v", p, got, want&^umask)
 				}
+			}
+		})
+	}
+}
+
+// A shared file with from goes up in the upload's own request, on GNU and BusyBox hosts: the
+// host's copy is replaced when it differs, with its mode, and the swap restarts the service
+// that reads it. A missing one refuses the deploy before the host is touched.
+func TestSSHSharedFileFromThisMachine(t *testing.T) {
+	for _, busybox := range []bool{false, true} {
+		t.Run(map[bool]string{false: "gnu", true: "busybox"}[busybox], func(t *testing.T) {
+			s, _ := sshSite(t, busybox, "shared:\n  files:\n    - {path: config/.env, from: env.local, mode: \"0640\"}\n  dirs:\n    - {path: storage, mode: \"0770\"}\nservices:\n  - name: app\n    reload: \"true\"\n    restart: echo restarted\n")
+			local := filepath.Join(s.cfg.Dir, "env.local")
+			if _, err := s.deploy(); err == nil || !errors.Is(err, config.ErrConfig) || !strings.Contains(err.Error(), "env.local") {
+				t.Fatalf("deploy without the from file: %v, want a config error naming it", err)
+			}
+			if _, err := os.Stat(s.root); err == nil {
+				t.Fatalf("the root was made by a deploy that was refused")
+			}
+			os.WriteFile(local, []byte("DB=one\n"), 0o600)
+			s.mustDeploy()
+			for _, c := range []struct{ path, mode, content string }{{"shared/config/.env", "640", "DB=one\n"}, {"shared/storage", "770", ""}} {
+				fi, err := os.Stat(filepath.Join(s.root, c.path))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := fmt.Sprintf("%o", fi.Mode().Perm()); got != c.mode {
+					t.Errorf("%s: mode %s, want %s", c.path, got, c.mode)
+				}
+			}
+			if got := s.read("current/config/.env"); got != "DB=one\n" {
+				t.Fatalf("current/config/.env = %q", got)
+			}
+			os.WriteFile(local, []byte("DB=two\n"), 0o600)
+			s.mustDeploy()
+			if got := s.read("current/config/.env"); got != "DB=two\n" {
+				t.Fatalf("current/config/.env after the change = %q", got)
+			}
+			if !strings.Contains(strings.Join(s.rep.steps, "\n"), "restart") {
+				t.Errorf("the changed shared file did not restart the service: %v", s.rep.steps)
 			}
 		})
 	}

@@ -14,6 +14,11 @@ import (
 type SharedPath struct {
 	Path  string // relative, cleaned, inside the release
 	IsDir bool
+	Mode  fs.FileMode // the mode ferry keeps it at; 0: as it was made
+	Owner string      // the owner (user or user:group) ferry keeps it at; "": as it was made
+	// Upload, for a file ferry provisions (shared.files with from), is where its content is in
+	// the stream, relative to the release: it replaces shared/<Path> whenever it differs.
+	Upload string
 }
 
 // DirMode is the final mode of a directory of a release.
@@ -56,7 +61,8 @@ type Upload struct {
 
 // Prepared is what preparing a release did.
 type Prepared struct {
-	Seeded []string // shared paths seeded from the build
+	Seeded      []string // shared paths seeded from the build
+	Provisioned []string // shared files replaced by the content of their from
 	// Swap is the prepared activation, when Upload.Complete was set.
 	Swap *Swap
 	// SharedHashes are the hashes of the shared files, when Upload.Complete was set.
@@ -109,6 +115,9 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 		u.Lease.heldScript(after)
 	}
 	for _, sp := range u.Shared {
+		if sp.Upload != "" {
+			r.provisionScript(after, sp)
+		}
 		r.linkSharedScript(after, u.ID, sp)
 	}
 	for _, d := range u.Modes {
@@ -130,8 +139,12 @@ func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepa
 	f := fields(out)
 	p := &Prepared{Swap: sw, SharedHashes: parseHashes(f)}
 	for i := 0; i+1 < len(f); i++ {
-		if f[i] == "seeded" {
+		switch f[i] {
+		case "seeded":
 			p.Seeded = append(p.Seeded, f[i+1])
+			i++
+		case "provisioned":
+			p.Provisioned = append(p.Provisioned, f[i+1])
 			i++
 		}
 	}
@@ -169,6 +182,21 @@ func (r *Root) manifestScript(s *script, u *Upload) {
 	s.line(links.String())
 }
 
+// provisionScript puts the content the stream brought for shared file sp into shared/, when it
+// differs from what is there: written beside it, then renamed over it, so that a reader sees the
+// old file or the new one. Its mode is 0600 unless sp says otherwise.
+func (r *Root) provisionScript(s *script, sp SharedPath) {
+	shared := r.sharedDir() + "/" + sp.Path
+	mode := sp.Mode
+	if mode == 0 {
+		mode = 0o600
+	}
+	s.line(`S=` + q(shared) + `; T="$N/"` + q(sp.Upload))
+	s.line(`if [ -L "$S" ] || [ -d "$S" ]; then die ` + q(fmt.Sprintf("provision shared/%s: it is a link or a directory on the host; ferry provisions a file there", sp.Path)) + `; fi`)
+	s.line(`if cmp -s "$T" "$S" 2>/dev/null; then rm -f "$T"; else mkdir -p ` + q(path.Dir(shared)) + ` && (umask 077; cat "$T" >"$S.ferry-new") && chmod ` + fmt.Sprintf("%o", mode.Perm()) +
+		` "$S.ferry-new" && mv -f "$S.ferry-new" "$S" && rm -f "$T" || die ` + q("cannot provision shared/"+sp.Path) + `; note provisioned ` + q(sp.Path) + `; fi`)
+}
+
 // linkSharedScript replaces shared path sp of release id with a symlink into shared/. On first
 // use the shared path is seeded from the release when the build has it, else created empty;
 // from then on the shared copy wins and the build's copy is removed from the release. Nothing in
@@ -203,6 +231,19 @@ func (r *Root) linkSharedScript(s *script, id string, sp SharedPath) {
 		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && (umask 077; set -C; : >"$S") || die ` + q("link "+what+": cannot create shared/"+sp.Path))
 	}
 	s.line(`fi`)
+	// The mode and owner ferry keeps it at.
+	if sp.Mode != 0 {
+		m := fmt.Sprintf("%o", sp.Mode.Perm())
+		s.line(`[ "$(stat -c %a "$S")" = ` + m + ` ] || chmod ` + m + ` "$S" || die ` + q(fmt.Sprintf("cannot set the mode of shared/%s to %s", sp.Path, m)))
+	}
+	if sp.Owner != "" {
+		format := "%U"
+		if strings.Contains(sp.Owner, ":") {
+			format = "%U:%G"
+		}
+		s.line(`[ "$(stat -c ` + format + ` "$S")" = ` + q(sp.Owner) + ` ] || chown ` + q(sp.Owner) + ` "$S" 2>/dev/null || die ` +
+			q(fmt.Sprintf("cannot chown shared/%s to %s: the deploy user may not. Do it once as root: chown %s %s", sp.Path, sp.Owner, sp.Owner, shared)))
+	}
 	// A relative link: from releases/<id>/<dir of path> up to <root>, then down into shared/.
 	target := strings.Repeat("../", strings.Count(sp.Path, "/")+2) + "shared/" + sp.Path
 	s.line(`mkdir -p ` + q(path.Dir(inRelease)) + ` && ln -s ` + q(target) + ` "$X" || die ` + q("link "+what+": cannot create the link"))

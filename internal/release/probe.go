@@ -128,6 +128,8 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	if o.Create {
 		s.line(`  mkdir -p "$R/releases" || die ` + q("cannot create "+r.Dir+"/releases"))
 	} else {
+		// The shared files an operator made before the first deploy count already.
+		sharedScript(s, o.Shared)
 		s.line(`  sec missing; exit 0`)
 	}
 	s.line(`fi`)
@@ -238,13 +240,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		s.line(`  i=$((i+1)); t="$R/current.` + linkPrefix + `$(printf %06x $i)"; ln -s "releases/$n" "$t" && note "$n" "$t"`)
 		s.line(`fi; done`)
 	}
-	if len(o.Shared) > 0 {
-		s.line(`sec shared`)
-		s.line(`x() { if [ -d "$1" ]; then printf 'd%s\000' "$2"; elif [ -e "$1" ] || [ -L "$1" ]; then printf 'f%s\000' "$2"; fi; }`)
-		for _, sp := range o.Shared {
-			s.line(`x "$R/shared/"` + q(sp.Path) + ` ` + q(sp.Path))
-		}
-	}
+	sharedScript(s, o.Shared)
 	if len(o.SharedFiles) > 0 {
 		s.line(`sec hashes`)
 		hashNotes(s, o.SharedFiles)
@@ -277,12 +273,30 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 }
 
 // parseProbe reads the answer of a probe.
+// sharedScript reports which of the shared paths are in shared/, and whether each is a directory.
+func sharedScript(s *script, shared []SharedPath) {
+	if len(shared) == 0 {
+		return
+	}
+	s.line(`sec shared`)
+	s.line(`x() { if [ -d "$1" ]; then printf 'd%s\000' "$2"; elif [ -e "$1" ] || [ -L "$1" ]; then printf 'f%s\000' "$2"; fi; }`)
+	for _, sp := range shared {
+		s.line(`x "$R/shared/"` + q(sp.Path) + ` ` + q(sp.Path))
+	}
+}
+
 func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix string) (*Probe, error) {
 	secs, err := sections(out, mark)
 	if err != nil {
 		return nil, err
 	}
 	p := &Probe{}
+	p.Shared = map[string]bool{}
+	for _, e := range fields(secs["shared"]) {
+		if e != "" {
+			p.Shared[e[1:]] = e[0] == 'd'
+		}
+	}
 	if _, ok := secs["missing"]; ok {
 		p.Missing = true
 		p.State = &State{}
@@ -372,14 +386,6 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 			}
 		}
 		p.Live = lv
-	}
-	if v, ok := secs["shared"]; ok {
-		p.Shared = map[string]bool{}
-		for _, e := range fields(v) {
-			if e != "" {
-				p.Shared[e[1:]] = e[0] == 'd'
-			}
-		}
 	}
 	p.SharedHashes = parseHashes(fields(secs["hashes"]))
 	if v, ok := secs["swaplinks"]; ok {
