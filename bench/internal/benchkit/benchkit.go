@@ -59,7 +59,7 @@ func Install(pkgs ...string) {
 }
 
 // FleetConfig writes work/ferry-<n>.yaml, which deploys site to the ssh aliases of n hosts, each
-// with a root of its own under work, and returns its path. With one host it is web2: web1 is
+// with a root of its own under work (with shared/.env made), and returns its path. With one host it is web2: web1 is
 // Capistrano's in the benchmarks that compare the two.
 func FleetConfig(work, site string, n int) string {
 	p := filepath.Join(work, fmt.Sprintf("ferry-%d.yaml", n))
@@ -70,7 +70,11 @@ func FleetConfig(work, site string, n int) string {
 		if n == 1 {
 			host = 2
 		}
-		fmt.Fprintf(&b, "  - ssh: web%d\n    root: %s/ferry-%d/web%d\n", host, work, n, host)
+		root := fmt.Sprintf("%s/ferry-%d/web%d", work, n, host)
+		fmt.Fprintf(&b, "  - ssh: web%d\n    root: %s\n", host, root)
+		// The shared file the operator made before the first deploy, as ferry asks.
+		Must(os.MkdirAll(root+"/shared", 0o755))
+		Must(os.WriteFile(root+"/shared/.env", []byte("APP=bench\n"), 0o600))
 	}
 	Must(os.WriteFile(p, []byte(b.String()), 0o644))
 	return p
