@@ -18,6 +18,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -48,7 +49,19 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// Connections accepted whose first request is not read yet: Shutdown would close them
+	// without an answer (net/http drops a request it reads once shutdown began).
+	var mu sync.Mutex
+	fresh := map[net.Conn]bool{}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ConnState: func(c net.Conn, st http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		if st == http.StateNew {
+			fresh[c] = true
+		} else {
+			delete(fresh, c)
+		}
+	}}
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
 	if os.Getenv("APP_IGNORE_TERM") != "" {
@@ -68,14 +81,25 @@ func main() {
 		}
 		log.Printf("%v: finishing the requests in flight", sig)
 	}
-	// Shutdown closes the listener at once, then waits for the requests in flight; keep it
-	// under ferry's drain (30s by default), after which ferry kills the process.
+	// Stop accepting first (closing a unix listener removes its socket file: nothing new can
+	// reach this process), let the connections already accepted have their request read (at
+	// most 2 s), then finish the requests in flight. Keep it under ferry's drain (30 s by
+	// default), after which ferry kills the process.
+	ln.Close()
+	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
+		log.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		mu.Lock()
+		n := len(fresh)
+		mu.Unlock()
+		if n == 0 {
+			break
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(ctx); err != nil {
-		log.Fatal(err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
 }

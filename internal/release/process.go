@@ -59,16 +59,18 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // linked NAME: the release <root>/NAME.sock points at ("" for none).
 //
 // stop1 FILE SIGNAL TENTHS: stop the process group FILE records: FILE is renamed to
-// FILE.stopping.<pid> (its time is when the stop began), the group gets SIGNAL, and a drain in
-// the background sends SIGKILL after TENTHS tenths of a second. All of it happens before
-// anything is printed: a run whose connection is gone still finishes it.
+// FILE.stopping.<pid> (its time is when the stop began), and in the background the group gets
+// SIGNAL a second later (a connection the web server opened just before the swap has sent its
+// request by then: an app that stops reading at the signal would drop it), then SIGKILL after
+// TENTHS tenths of a second. All of it starts before anything is printed: a run whose
+// connection is gone still finishes it.
 const procFunctions = `alive() { [ -n "$2" ] || return 1; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
 	`if [ -n "$a" ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" != "$2" ]; then return 1; fi; ` +
 	`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") { f = 1; exit } } END { exit !f }'; }
 linked() { l=$(readlink "$R/$1.sock" 2>/dev/null) || return 0; l=${l#run/$1.}; printf '%s' "${l%%.*}"; }
 stop1() { set -- "$1" "$2" "$3" $(cat "$1" 2>/dev/null); alive "$4" "$5" || { rm -f "$1"; [ -z "$6" ] || rm -f "$R/$6"; return 1; }; ` +
-	`mv -f "$1" "$1.stopping.$4" && touch "$1.stopping.$4" || return 1; kill -$2 "-$4" 2>/dev/null; ` +
-	`( f="$1.stopping.$4"; t=$3; i=0; while alive "$4" "$5" && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
+	`mv -f "$1" "$1.stopping.$4" && touch "$1.stopping.$4" || return 1; ` +
+	`( f="$1.stopping.$4"; t=$3; i=0; sleep 1; kill -$2 "-$4" 2>/dev/null; while alive "$4" "$5" && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
 	`alive "$4" "$5" && kill -KILL "-$4" 2>/dev/null; rm -f "$f" ) </dev/null >/dev/null 2>&1 & }`
 
 // envScript is the environment of a socket service's command for release id, as env(1)
