@@ -75,12 +75,24 @@ type Prepared struct {
 func (r *Root) Prepare(ctx context.Context, u *Upload, stream io.Reader) (*Prepared, error) {
 	n := r.ReleaseDir(u.ID)
 	before := r.newScript()
+	if u.Lease != nil {
+		u.Lease.heldScript(before)
+	}
 	for _, id := range u.Recover {
 		r.removeScript(before, id, "incomplete")
 	}
-	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User, Git: u.Git})
 	before.line(`N=` + q(n))
-	before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die ` + q("release "+n+" already exists") + `; fi`)
+	if u.Lease != nil {
+		// The id was new when the lock was taken; a directory of that name since is what a run
+		// whose lock this run took over made in the same second, its script still going on the
+		// host (it stops at its next step, which checks the lock): it goes to the trash.
+		t := r.Dir + "/releases/" + trashPrefix + u.ID + "." + randomSuffix()
+		before.line(`if [ -e "$N" ] || [ -L "$N" ]; then mv "$N" ` + q(t) + ` || die ` + q("release "+n+" already exists") + `; note warn ` + q("removed "+n+", left by a run whose lock this run took over") + `; fi`)
+		before.trash = append(before.trash, t)
+	} else {
+		before.line(`if [ -e "$N" ] || [ -L "$N" ]; then die ` + q("release "+n+" already exists") + `; fi`)
+	}
+	before.event(Event{Type: EventPrepare, Release: u.ID, Message: u.Message, User: u.User, Git: u.Git})
 	switch {
 	case u.Previous != "" && u.Next != "":
 		before.line(`if [ -d ` + q(u.Next) + ` ] && [ ! -L ` + q(u.Next) + ` ]; then mv ` + q(u.Next) + ` "$N" || die ` + q("cannot move the copy of release "+u.Previous) + `; ` +

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -608,9 +609,45 @@ func TestUploadStopsWhenItsLockWasTakenOver(t *testing.T) {
 	if _, err := r.Prepare(context.Background(), u, &stream); err == nil || !strings.Contains(err.Error(), "taken over") {
 		t.Fatalf("prepare under a lock taken over: %v; want it stopped", err)
 	}
-	for _, ev := range readLog(t, r) {
-		if ev.Type == EventComplete {
-			t.Errorf("the release was logged complete: %+v", ev)
-		}
+	// It stops before it logs or makes anything.
+	if _, err := os.Stat(filepath.Join(r.Dir, ".ferry", "log.jsonl")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the log was written: %v", err)
+	}
+	if _, err := os.Stat(r.ReleaseDir(u.ID)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the release directory was made: %v", err)
+	}
+}
+
+// A run whose lock was taken over may still make its release directory on the host, in the same
+// second as the run that took the lock over picks the same id: the latter moves it aside and
+// goes on.
+func TestUploadReplacesTheDirectoryOfARunItTookOver(t *testing.T) {
+	r := newRoot(t)
+	_, lease, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, ProbeOptions{Create: true}, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "20260101-000000"
+	if err := os.MkdirAll(filepath.Join(r.ReleaseDir(id), "half"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
+	var stream bytes.Buffer
+	tw := tar.NewWriter(&stream)
+	for name, data := range map[string][]byte{"index.html": []byte("a"), ".m": manifest} {
+		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
+		tw.Write(data)
+	}
+	tw.Close()
+	sum := sha256.Sum256(manifest)
+	u := &Upload{ID: id, User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true, Lease: lease}
+	if _, err := r.Prepare(context.Background(), u, &stream); err != nil {
+		t.Fatalf("prepare over a leftover directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.ReleaseDir(id), "half")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the leftover's content is in the new release: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(r.ReleaseDir(id), "index.html")); err != nil || string(b) != "a" {
+		t.Errorf("index.html = %q, %v", b, err)
 	}
 }
