@@ -4,10 +4,29 @@ package main
 
 import (
 	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ferry-deploy/ferry/internal/cli"
 )
 
 func main() {
+	closeInherited()
 	os.Exit(cli.Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// closeInherited keeps the files ferry inherited beyond stdin, stdout and stderr (a pipe of the
+// shell that started it) from the processes it starts: an app server ferry runs detached
+// would hold them open for as long as it runs, and whoever waits for the pipe's end would hang.
+func closeInherited() {
+	entries, err := os.ReadDir("/dev/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			unix.CloseOnExec(fd)
+		}
+	}
 }

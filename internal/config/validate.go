@@ -346,8 +346,8 @@ func checkService(c *Config, where string, s Service) error {
 		if h.Root != "" {
 			root, at = h.Root, fmt.Sprintf("$.hosts[%d].root", i)
 		}
-		// <root>/run/<name>.<release id, up to 20>.sock
-		if n := len(path.Clean(root)) + len("/run/") + len(s.Name) + len(".20261127-101502-99.sock"); n > maxSocketPath {
+		// <root>/run/<name>.<release id, up to 20>.<pid, for a release started again>.sock
+		if n := len(path.Clean(root)) + len("/run/") + len(s.Name) + len(".20261127-101502-99.4194304.sock"); n > maxSocketPath {
 			return invalid(at, "root %s is too long for the sockets of service %s: a unix socket's path may have %d bytes, and <root>/run/%s.<release>.sock would have %d; use a shorter root or name", quote(root), quote(s.Name), maxSocketPath, s.Name, n)
 		}
 	}

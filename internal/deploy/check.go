@@ -70,7 +70,7 @@ func (c *checker) sh(script string) (string, error) {
 
 func (c *checker) run() error {
 	r := c.t.Root
-	p, err := r.Probe(c.ctx, release.ProbeOptions{Live: true, Shared: sharedPaths(c.cfg), SharedFiles: c.cfg.Shared.Files})
+	p, err := r.Probe(c.ctx, release.ProbeOptions{Live: true, Shared: sharedPaths(c.cfg), SharedFiles: c.cfg.Shared.Files, Processes: len(r.Sockets) > 0})
 	if err != nil {
 		return err
 	}
@@ -280,6 +280,18 @@ func (c *checker) sockets() {
 		c.add(check.Error, "setsid-missing", "setsid is not installed: ferry starts socket services detached with it", "install util-linux (or BusyBox's setsid)")
 	}
 	for _, so := range r.Sockets {
+		id, linked := c.probe.Links[so.Name+".sock"]
+		switch {
+		case !linked:
+		case id != c.st.Current:
+			c.add(check.Warning, "socket-not-current", fmt.Sprintf("%s.sock serves release %s while current is %s (a run stopped between the two)", so.Name, id, orNone([]string{c.st.Current})),
+				"deploy again, or roll back: ferry starts the release's process and swaps both")
+		case !so.Supervised() && !slices.ContainsFunc(c.probe.Processes, func(p release.Process) bool {
+			return p.Service == so.Name && p.Release == id && p.State == "running"
+		}):
+			c.add(check.Error, "socket-dead", fmt.Sprintf("the process of %s behind %s.sock (release %s) is not running: the web server gets no answer", so.Name, so.Name, id),
+				"deploy again, or roll back to another release: ferry starts a new process and swaps the link (its output is in "+r.SocketLog(so.Name, id)+")")
+		}
 		link := r.StableSocket(so.Name)
 		out, err := c.sh(`if [ -L ` + host.Quote(link) + ` ] && [ ! -S ` + host.Quote(link) + ` ]; then readlink ` + host.Quote(link) + `; fi`)
 		if err == nil && strings.TrimSpace(out) != "" {

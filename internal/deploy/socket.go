@@ -56,25 +56,30 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 			c := healthCheck(cfg)
 			check, timeout = &c, c.Timeout
 		}
-		// A socket that exists while the SSH server still fails every connection to it: the
-		// server does not forward unix sockets (OpenSSH says only "open failed"), or may not
-		// connect to this one.
-		refused := 0
-		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context, last error) error {
-			listening, err := t.Root.ProcessCheck(ctx, so, id, sock)
-			var oce *gossh.OpenChannelError
-			if listening && errors.As(last, &oce) {
-				if refused++; refused >= 2 {
-					return &release.HintError{
-						Err:  fmt.Errorf("%s: the process listens on %s, and the SSH server refuses to connect to it (%v)", so.Name, sock, last),
-						Hint: "allow forwarding to unix sockets for the deploy user (AllowStreamLocalForwarding local in sshd_config), and let the deploy user connect to the socket (its mode)",
-					}
-				}
-			}
+		// A socket that exists while the SSH server fails every connection to it until the
+		// timeout: the server does not forward unix sockets (OpenSSH says only "open failed"),
+		// or may not connect to this one. (A process may bind long before it listens.)
+		var listening bool
+		var last error
+		err := service.Ready(ctx, t.Root.Host.DialContext, sock, check, id, timeout, func(ctx context.Context, l error) error {
+			var err error
+			listening, err = t.Root.ProcessCheck(ctx, so, id, sock)
+			last = l
 			return err
 		})
 		var pe *release.ProcessError
+		var he *service.HealthError
+		var oce *gossh.OpenChannelError
+		if errors.As(err, &he) && listening && errors.As(last, &oce) {
+			err = &release.HintError{
+				Err:  fmt.Errorf("%s: the process has its socket %s, and the SSH server refused every connection to it for %s (%v)", so.Name, sock, timeout, last),
+				Hint: "allow forwarding to unix sockets for the deploy user (AllowStreamLocalForwarding local in sshd_config), and let the deploy user connect to the socket (its mode)",
+			}
+		}
+		var hint *release.HintError
 		switch {
+		case errors.As(err, &hint):
+			return err
 		case errors.As(err, &pe):
 			return err
 		case err != nil && !so.Supervised():

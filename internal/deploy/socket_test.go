@@ -256,7 +256,7 @@ func TestSocketSlowRequestInFlightCompletes(t *testing.T) {
 // TestSocketProcessThatNeverAnswersChangesNothing: a release whose process never serves fails
 // the deploy (exit 1 in the CLI) within the health timeout; the old process keeps serving,
 // the new one is killed and its release removed.
-func TestSocketProcessThatNeverAnswersChangesNothing(t *testing.T) {
+func TestSocketNeverAnswersChangesNothing(t *testing.T) {
 	s := appSite(t, "if [ -f BROKEN ]; then echo 'waiting for a database that never comes'; exec sleep 600; fi; exec ./app", "10s", "")
 	s.appVersion("v1")
 	good := s.mustDeploy()
@@ -310,7 +310,7 @@ func TestSocketProcessThatExitsShowsItsOutput(t *testing.T) {
 
 // TestSocketProcessThatIgnoresTERMIsKilledAfterDrain: the old process ignores SIGTERM; it
 // still runs after the deploy, and is gone once its drain is over.
-func TestSocketProcessThatIgnoresTERMIsKilledAfterDrain(t *testing.T) {
+func TestSocketIgnoresTERMKilledAfterDrain(t *testing.T) {
 	s := appSite(t, "APP_IGNORE_TERM=$(cat IGNORE 2>/dev/null) exec ./app", "3s", "")
 	s.appVersion("v1")
 	s.write("IGNORE", "1")
@@ -358,7 +358,7 @@ func TestSocketRollbackStartsTheTargetAgain(t *testing.T) {
 
 // TestSocketKeepReleasesNeverRemovesARunningRelease: with keep_releases: 1, a release whose
 // process still drains is kept, with a warning, and removed by a later run.
-func TestSocketKeepReleasesNeverRemovesARunningRelease(t *testing.T) {
+func TestSocketKeepsARunningRelease(t *testing.T) {
 	s := appSite(t, "APP_IGNORE_TERM=1 exec ./app", "60s", "keep_releases: 1\n")
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
@@ -430,6 +430,8 @@ func TestSSHSocketNoForwarding(t *testing.T) {
 	s := newSite(t, fmt.Sprintf("hosts:\n  - ssh: web1\n    root: %s\nservices:\n  - name: app\n    switch: socket\n    start: exec ./app\n", root))
 	s.root = root
 	s.opts.SSH = sshOptions(client)
+	// The new process is checked with the health URL's path, for as long as its timeout.
+	s.cfg.Health = &config.Health{URL: "http://127.0.0.1/healthz", ExpectStatus: 200, Timeout: config.Duration(2 * time.Second), Interval: config.Duration(100 * time.Millisecond)}
 	t.Cleanup(func() { killApps(t, root) })
 	b, _ := os.ReadFile(bin)
 	s.write("app", string(b))
@@ -467,7 +469,7 @@ func TestCheckFindsServicesThatDropRequests(t *testing.T) {
 	for _, f := range findings {
 		got[f.Code] = true
 	}
-	want := []string{"reload-restarts", "php-fpm-restart", "socket-dangling"}
+	want := []string{"reload-restarts", "php-fpm-restart", "socket-dangling", "socket-dead"}
 	if conf, _ := filepath.Glob("/etc/php/*/fpm/php-fpm.conf"); len(conf) > 0 {
 		want = append(want, "php-fpm-control-timeout") // Debian's default is 0
 	}
@@ -497,7 +499,7 @@ func groupAlive(pgid int) bool {
 // A rollback to a release whose old process still serves for a while after SIGTERM (and then
 // removes its socket's path as it closes): the new process has a socket of its own, and the
 // site answers once the old one is gone.
-func TestSocketRollbackWhileTheOldProcessDrains(t *testing.T) {
+func TestSocketRollbackWhileOldDrains(t *testing.T) {
 	s := appSite(t, "SHUTDOWN_DELAY=1s exec ./app", "10s", "")
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
@@ -515,7 +517,7 @@ func TestSocketRollbackWhileTheOldProcessDrains(t *testing.T) {
 // A start command that does not exec its server (sh stays its parent, and dies at SIGTERM
 // while the server ignores it): ferry follows the process group, and kills the server after
 // the drain.
-func TestSocketStartThatDoesNotExecIsStoppedAsAGroup(t *testing.T) {
+func TestSocketStartWithoutExecIsAGroup(t *testing.T) {
 	s := appSite(t, "APP_IGNORE_TERM=1 ./app; echo exited", "1s", "")
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
@@ -530,7 +532,7 @@ func TestSocketStartThatDoesNotExecIsStoppedAsAGroup(t *testing.T) {
 
 // A drain whose background process died (its run's connection dropped before it could start
 // it) is finished by the next run: a process still there after its drain gets SIGKILL.
-func TestSocketOrphanedDrainIsFinishedByTheNextRun(t *testing.T) {
+func TestSocketOrphanedDrainIsFinished(t *testing.T) {
 	s := appSite(t, "APP_IGNORE_TERM=1 exec ./app", "1s", "")
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
@@ -551,7 +553,7 @@ func TestSocketOrphanedDrainIsFinishedByTheNextRun(t *testing.T) {
 
 // A supervised service: ferry runs its start and stop commands ({{release}} in both), checks
 // the socket, and stops the previous release's instance with stop.
-func TestSocketSupervisedServiceStartsAndStopsInstances(t *testing.T) {
+func TestSocketSupervisedStartAndStop(t *testing.T) {
 	s := appSite(t, `setsid ./app </dev/null >/dev/null 2>&1 & echo $! > "$FERRY_ROOT/../pid.{{release}}"`, "5s",
 		`    stop: kill $(cat "$FERRY_ROOT/../pid.{{release}}") && echo "stopped {{release}}"`+"\n")
 	dir := filepath.Dir(s.root)
@@ -583,7 +585,7 @@ func TestSocketSupervisedServiceStartsAndStopsInstances(t *testing.T) {
 }
 
 // A socket service taken out of ferry.yaml: the next deploy stops its process, with a warning.
-func TestSocketServiceRemovedFromTheConfigIsStopped(t *testing.T) {
+func TestSocketRemovedServiceIsStopped(t *testing.T) {
 	s := appSite(t, "exec ./app", "5s", "")
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
@@ -598,7 +600,7 @@ func TestSocketServiceRemovedFromTheConfigIsStopped(t *testing.T) {
 
 // The first deploy with a socket service fails its health check: back on the previous release,
 // which has no process, so app.sock is taken away and the new process stopped.
-func TestSocketFirstSwitchThatFailsHealthLeavesNoLink(t *testing.T) {
+func TestSocketFirstSwitchFailsHealth(t *testing.T) {
 	s := appSite(t, "exec ./app", "5s", "")
 	services := s.cfg.Services
 	s.cfg.Services = nil

@@ -63,14 +63,15 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // SIGNAL a second later (a connection the web server opened just before the swap has sent its
 // request by then: an app that stops reading at the signal would drop it), then SIGKILL after
 // TENTHS tenths of a second. All of it starts before anything is printed: a run whose
-// connection is gone still finishes it.
+// connection is gone still finishes it. While it waits it asks kill -0 of the group, which
+// costs nothing; a group's number is not reused while one of its processes is left.
 const procFunctions = `alive() { [ -n "$2" ] || return 1; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
 	`if [ -n "$a" ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" != "$2" ]; then return 1; fi; ` +
 	`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") { f = 1; exit } } END { exit !f }'; }
 linked() { l=$(readlink "$R/$1.sock" 2>/dev/null) || return 0; l=${l#run/$1.}; printf '%s' "${l%%.*}"; }
 stop1() { set -- "$1" "$2" "$3" $(cat "$1" 2>/dev/null); alive "$4" "$5" || { rm -f "$1"; [ -z "$6" ] || rm -f "$R/$6"; return 1; }; ` +
 	`mv -f "$1" "$1.stopping.$4" && touch "$1.stopping.$4" || return 1; ` +
-	`( f="$1.stopping.$4"; t=$3; i=0; sleep 1; kill -$2 "-$4" 2>/dev/null; while alive "$4" "$5" && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
+	`( f="$1.stopping.$4"; t=$3; i=0; sleep 1; alive "$4" "$5" && kill -$2 "-$4" 2>/dev/null; while kill -0 "-$4" 2>/dev/null && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
 	`alive "$4" "$5" && kill -KILL "-$4" 2>/dev/null; rm -f "$f" ) </dev/null >/dev/null 2>&1 & }`
 
 // envScript is the environment of a socket service's command for release id, as env(1)
@@ -224,7 +225,7 @@ func (r *Root) killScript(s *script, id string) {
 			s.line(`  mv -f ` + p + ` ` + p + `.stopping.$$ && ( cd "$R" && env FERRY_RELEASE=` + q(id) + ` FERRY_RELEASE_DIR=` + q(r.ReleaseDir(id)) + ` FERRY_ROOT="$R" FERRY_SHARED_DIR="$R/shared" FERRY_SERVICE=` + q(so.Name) + ` FERRY_SOCKET=` + q(r.SocketPath(so.Name, id)) + ` sh -c ` + q(expandEnv(so.Stop)) +
 				` </dev/null >>` + q(r.SocketLog(so.Name, id)) + ` 2>&1; rm -f ` + p + `.stopping.$$ ) </dev/null >/dev/null 2>&1 &`)
 		} else {
-			s.line(`  if alive "$1" "$2"; then kill -KILL "-$1" 2>/dev/null; i=0; while alive "$1" "$2" && [ $i -lt 200 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i+1)); done; fi`)
+			s.line(`  if alive "$1" "$2"; then kill -KILL "-$1" 2>/dev/null; i=0; while kill -0 "-$1" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.01 2>/dev/null || sleep 1; i=$((i+1)); done; fi`)
 			s.line(`  rm -f ` + p + `; [ -z "$3" ] || rm -f "$R/$3"`)
 		}
 		s.line(`fi`)
@@ -255,7 +256,7 @@ func (r *Root) stopStaleScript(s *script) {
 	s.line(`    set -- $(cat "$p" 2>/dev/null); if [ "$1" = supervised ]; then [ -z "$(find "$p" -mmin +10 2>/dev/null)" ] || rm -f "$p"; continue; fi`)
 	s.line(`    if ! alive "$1" "$2"; then rm -f "$p"; continue; fi`)
 	s.line(`    id=${id%%.stopping.*}; ` + how.String())
-	s.line(`    age=$(( $(date +%s) - $(stat -c %Y "$p" 2>/dev/null || date +%s) )); if [ $(( age * 10 )) -gt $(( t + 50 )) ]; then kill -KILL "-$1" 2>/dev/null; rm -f "$p"; fi; continue ;; esac`)
+	s.line(`    age=$(( $(date +%s) - $(stat -c %Y "$p" 2>/dev/null || date +%s) )); if [ $(( age * 10 )) -gt $(( t + 50 )) ]; then kill -KILL "-$1" 2>/dev/null; rm -f "$p"; elif [ $age -ge 2 ]; then kill -$sig "-$1" 2>/dev/null; fi; continue ;; esac`)
 	s.line(`  ` + how.String())
 	// A service no longer configured here is stopped whatever serves, and its link removed.
 	s.line(`  if [ -n "$known" ]; then [ "$id" != "$cur" ] && [ "$id" != "$(linked "$name")" ] || continue`)
@@ -275,7 +276,7 @@ func (r *Root) stopStaleScript(s *script) {
 // removes the release.
 func (r *Root) runningScript(id string) string {
 	return procFunctions + "\n" + `busy=; if [ -d "$R/.ferry/proc" ]; then for f in "$R/.ferry/proc/"*.` + q(id) + ` "$R/.ferry/proc/"*.` + q(id) + `.stopping.*; do ` +
-		`[ -f "$f" ] || continue; set -- $(cat "$f"); if alive "$1" "$2"; then b=${f##*/}; busy=${b%%.*}; fi; done; fi`
+		`[ -f "$f" ] || continue; set -- $(cat "$f"); b=${f##*/}; case $b in *.stopping.*) [ "$1" != supervised ] || busy=${b%%.*} ;; esac; if alive "$1" "$2"; then busy=${b%%.*}; fi; done; fi`
 }
 
 // ProcessRuns reports whether release id has a detached process of s running.
@@ -298,9 +299,13 @@ func (r *Root) linkSocketsScript(s *script, id string) {
 	for _, so := range r.Sockets {
 		p := q(r.procFile(so.Name, id))
 		tmp := r.StableSocket(so.Name) + "." + randomSuffix()
-		s.line(`k=; if [ -f ` + p + ` ]; then set -- $(cat ` + p + `); if [ "$1" = supervised ]; then k=` + q(socketRel(so.Name, id)) + `; elif alive "$1" "$2"; then k=$3; fi; fi`)
+		// A process that answered before the swap and died since fails the swap (the engine
+		// swaps current back); a release that never had one takes the link away.
+		s.line(`k=; if [ -f ` + p + ` ]; then set -- $(cat ` + p + `); if [ "$1" = supervised ]; then k=` + q(socketRel(so.Name, id)) + `; elif alive "$1" "$2"; then k=$3; else die ` +
+			q(so.Name+" of release "+id+" exited after it answered; see "+r.SocketLog(so.Name, id)) + `; fi; fi`)
 		s.line(`if [ -n "$k" ] && [ -S "$R/$k" ]; then ln -s "$k" ` + q(tmp) + ` && mv -fT ` + q(tmp) + ` ` + q(r.StableSocket(so.Name)) +
-			` || { rm -f ` + q(tmp) + `; die ` + q("cannot point "+so.Name+".sock at release "+id) + `; }; else rm -f ` + q(r.StableSocket(so.Name)) + `; fi`)
+			` || { rm -f ` + q(tmp) + `; die ` + q("cannot point "+so.Name+".sock at release "+id) + `; }; elif [ -n "$k" ]; then die ` +
+			q(so.Name+" of release "+id+" has no socket any more") + `; else rm -f ` + q(r.StableSocket(so.Name)) + `; fi`)
 	}
 }
 

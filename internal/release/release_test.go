@@ -651,3 +651,24 @@ func TestUploadReplacesTheDirectoryOfARunItTookOver(t *testing.T) {
 		t.Errorf("index.html = %q, %v", b, err)
 	}
 }
+
+// A socket service's process that answered before the swap and died since fails the swap: the
+// stable link keeps pointing at the live process, never at a dead one or at nothing.
+func TestSwapFailsWhenTheNewProcessDiedAfterItAnswered(t *testing.T) {
+	r := newRoot(t)
+	r.Sockets = []Socket{{Name: "app", Signal: "TERM", Drain: time.Second}}
+	prepare(t, r, "20260101-000000", "a")
+	prepare(t, r, "20260101-000001", "b")
+	os.MkdirAll(filepath.Join(r.Dir, "run"), 0o755)
+	os.MkdirAll(filepath.Join(r.Dir, ".ferry", "proc"), 0o700)
+	// The live release's socket, and the new release's process: gone (pid 1 never started at 1).
+	os.Symlink("run/app.20260101-000000.sock", filepath.Join(r.Dir, "app.sock"))
+	os.WriteFile(filepath.Join(r.Dir, ".ferry", "proc", "app.20260101-000001"), []byte("1 1 run/app.20260101-000001.sock\n"), 0o600)
+	err := r.Activate(context.Background(), "20260101-000001", nil)
+	if err == nil || !strings.Contains(err.Error(), "exited after it answered") {
+		t.Fatalf("swap to a release whose process died: %v", err)
+	}
+	if link, _ := os.Readlink(filepath.Join(r.Dir, "app.sock")); link != "run/app.20260101-000000.sock" {
+		t.Fatalf("app.sock -> %q, want the live release's socket", link)
+	}
+}
