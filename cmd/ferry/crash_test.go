@@ -42,8 +42,8 @@ type crashSite struct {
 	shared []string
 	env    []string // extra environment of ferry (HOME for SSH)
 	hosts  string   // the hosts: section
-	// idle waits until what a killed run left running on the host has ended (over SSH, its
-	// commands go on until they notice the connection is gone); nil for a local root.
+	// idle waits until what a killed run left running on the host has ended: its last script
+	// goes on, on the SSH host or here.
 	idle func()
 	// settled, if set, checks more once a deploy after a kill finished.
 	settled func()
@@ -51,6 +51,36 @@ type crashSite struct {
 
 func newCrashSite(t *testing.T, files int, hook string) *crashSite {
 	return newCrashSiteOn(t, files, hook, "", nil)
+}
+
+// localScriptsIdle waits until no script of a killed local run is left: ferry runs each in
+// sh -s, in a process group of its own, so a SIGKILL of ferry leaves it running to its end.
+// They are found by the tag ferry's environment gave them.
+func localScriptsIdle(t *testing.T, tag string) func() {
+	return func() {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			busy := 0
+			entries, _ := os.ReadDir("/proc")
+			for _, e := range entries {
+				if _, err := strconv.Atoi(e.Name()); err != nil {
+					continue
+				}
+				cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+				env, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+				if string(cmdline) == "sh\x00-s\x00" && bytes.Contains(env, []byte(tag+"\x00")) {
+					busy++
+				}
+			}
+			if busy == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d scripts of killed runs still run after a minute", busy)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 }
 
 // newCrashSiteSSH deploys over SSH to a real sshd on loopback, with ~/.ssh set up in a HOME of
@@ -76,6 +106,11 @@ func newCrashSiteSSH(t *testing.T, files int) *crashSite {
 func newCrashSiteOn(t *testing.T, files int, hook, hosts string, env []string) *crashSite {
 	t.Helper()
 	s := &crashSite{t: t, bin: buildFerry(t), dir: t.TempDir(), shared: []string{".env", "public/uploads"}, env: env, hosts: hosts}
+	if !strings.Contains(hosts, "ssh:") {
+		tag := fmt.Sprintf("FERRY_TEST_RUN=%d", time.Now().UnixNano())
+		s.env = append(s.env, tag)
+		s.idle = localScriptsIdle(t, tag)
+	}
 	s.root = filepath.Join(s.dir, "srv")
 	s.build = filepath.Join(s.dir, "build")
 	for i := range files {
@@ -197,11 +232,12 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 		cmd.Wait()
 		phases[lastStep(stderr.String())]++
 
-		// Over SSH the killed run goes on on the host for a while. Every other time the next
-		// deploy waits for it to end, so that the root can be checked as the kill left it;
-		// the other times it races what is left of the killed run, as a user's next deploy may.
-		settle := s.idle == nil || i%2 == 0
-		if settle && s.idle != nil {
+		// The killed run's last script goes on (on the SSH host, or here in a process group of
+		// its own). Every other time the next deploy waits for it to end, so that the root can
+		// be checked as the kill left it; the other times it races what is left of the killed
+		// run, as a user's next deploy may.
+		settle := i%2 == 0
+		if settle {
 			s.idle()
 		}
 		if settle {
@@ -215,8 +251,8 @@ func killLoop(t *testing.T, s *crashSite, kills int) {
 			}
 			tookOver++
 		}
-		if s.idle != nil {
-			s.idle()
+		if !settle {
+			s.idle() // what is left of the killed run, which this deploy raced
 		}
 		s.check(true)
 		if s.settled != nil {
@@ -247,7 +283,7 @@ func TestKilledSocketDeployLeavesOneProcess(t *testing.T) {
 	if os.Getenv("FERRY_TEST_SOAK") != "" {
 		kills = 100
 	}
-	s := newCrashSiteOn(t, 500, "true", "services:\n  - name: app\n    switch: socket\n    start: exec ./app\n    drain: 5s\n", nil)
+	s := newCrashSiteOn(t, 500, "true", "services:\n  - name: app\n    switch: socket\n    start: exec ./app\n    drain: 1s\n", nil)
 	app := filepath.Join(s.build, "app")
 	if out, err := exec.Command("go", "build", "-o", app, "../../examples/app").CombinedOutput(); err != nil {
 		t.Fatalf("go build examples/app: %v\n%s", err, out)
