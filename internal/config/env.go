@@ -66,8 +66,7 @@ func (d *decoder) chooseEnvironment(body ast.Node, name string) (ast.Node, []str
 			chosen = kv.Value
 		}
 	}
-	rest := &ast.MappingNode{BaseNode: top.BaseNode, Start: top.Start, End: top.End, IsFlowStyle: top.IsFlowStyle,
-		Values: slices.Delete(slices.Clone(top.Values), i, i+1)}
+	rest := withValues(top, slices.Delete(slices.Clone(top.Values), i, i+1))
 	if name == "" {
 		return nil, names, d.errorf(envKV.Key, "ferry.yaml has environments (%s): choose one with -e NAME or FERRY_ENV=NAME", strings.Join(names, ", "))
 	}
@@ -94,10 +93,15 @@ func (d *decoder) chooseEnvironment(body ast.Node, name string) (ast.Node, []str
 	}
 }
 
+// withValues is a mapping like m, with values instead of its own; m is left as it is.
+func withValues(m *ast.MappingNode, values []*ast.MappingValueNode) *ast.MappingNode {
+	return &ast.MappingNode{BaseNode: m.BaseNode, Start: m.Start, End: m.End, IsFlowStyle: m.IsFlowStyle, Values: values}
+}
+
 // merge returns base with over's keys: a key both have as mappings is merged, any other of
 // over's values replaces base's.
 func (d *decoder) merge(base, over *ast.MappingNode) (*ast.MappingNode, error) {
-	out := &ast.MappingNode{BaseNode: base.BaseNode, Start: base.Start, End: base.End, IsFlowStyle: base.IsFlowStyle, Values: slices.Clone(base.Values)}
+	out := withValues(base, slices.Clone(base.Values))
 	for _, kv := range over.Values {
 		if kv.Key.IsMergeKey() {
 			return nil, d.errorf(kv.Key, "a merge key (<<) cannot be in an environment: write the keys out")
@@ -145,8 +149,7 @@ func (d *decoder) takeVars(body ast.Node) (ast.Node, map[string]string, error) {
 		return body, nil, nil
 	}
 	kv := top.Values[i]
-	rest := &ast.MappingNode{BaseNode: top.BaseNode, Start: top.Start, End: top.End, IsFlowStyle: top.IsFlowStyle,
-		Values: slices.Delete(slices.Clone(top.Values), i, i+1)}
+	rest := withValues(top, slices.Delete(slices.Clone(top.Values), i, i+1))
 	n, err := d.resolve(kv.Value)
 	if err != nil {
 		return nil, nil, err

@@ -59,6 +59,33 @@ func checkFresh(t *testing.T, results []probe.Result, ops []op, initial string) 
 	}
 }
 
+// deployUnderLoad runs 50 deploys of versions v1…v50 (written by version) and a rollback after
+// every fifth, under the load o, and returns what the load saw and when each operation ran.
+func deployUnderLoad(s *site, o probe.Options, version func(string)) ([]probe.Result, []op) {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan []probe.Result)
+	go func() { done <- probe.Run(ctx, o) }()
+	var ops []op
+	prev := "v0"
+	for i := 1; i <= 50; i++ {
+		v := fmt.Sprintf("v%d", i)
+		version(v)
+		start := time.Now()
+		s.mustDeploy()
+		ops = append(ops, op{start, time.Now(), v, false})
+		if i%5 == 0 {
+			start := time.Now()
+			s.mustRollback("")
+			ops = append(ops, op{start, time.Now(), prev, true})
+			v = prev
+		}
+		prev = v
+	}
+	cancel()
+	return <-done, ops
+}
+
 // staticSite is examples/static with a version marker and a fingerprinted asset per version.
 func staticSite(t *testing.T) *site {
 	s := newSite(t, "assets: [public/assets]\nshared:\n  dirs: [public/uploads]\n")
@@ -91,29 +118,7 @@ func TestNoRequestFailsDuringDeploysBehindNginx(t *testing.T) {
 	s.mustDeploy()
 	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "static"), Root: s.root})
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan []probe.Result)
-	go func() {
-		done <- probe.Run(ctx, probe.Options{Addr: ngx.Addr, Path: "/", Conns: 4, Marker: markerRe, AssetRegexp: assetRe})
-	}()
-	var ops []op
-	prev := "v0"
-	for i := 1; i <= 50; i++ {
-		v := fmt.Sprintf("v%d", i)
-		s.writeVersion(v)
-		start := time.Now()
-		s.mustDeploy()
-		ops = append(ops, op{start, time.Now(), v, false})
-		if i%5 == 0 {
-			start := time.Now()
-			s.mustRollback("")
-			ops = append(ops, op{start, time.Now(), prev, true})
-			v = prev
-		}
-		prev = v
-	}
-	cancel()
-	results := <-done
+	results, ops := deployUnderLoad(s, probe.Options{Addr: ngx.Addr, Path: "/", Conns: 4, Marker: markerRe, AssetRegexp: assetRe}, s.writeVersion)
 	sum := probe.Summarize(results)
 	t.Logf("%s during 50 deploys and 10 rollbacks", sum)
 	if sum.Non2xx != 0 || sum.ConnErrors != 0 {
@@ -212,23 +217,7 @@ func TestFailedHealthCheckKeepsTheSiteUp(t *testing.T) {
 // PHP-FPM with the example's config: each deploy's code answers as soon as ferry returns, the
 // migration hook's database in shared/ grows, and no request fails.
 func TestPHPFPMServesNewCodeRightAfterEachDeploy(t *testing.T) {
-	fpm := webtest.StartPHPFPM(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "srv")
-	src := filepath.Join(dir, "app")
-	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "..", "examples", "php"))); err != nil {
-		t.Fatal(err)
-	}
-	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
-	hostShared(t, root, ".env") // as the example says: created on the host before the first deploy
-	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
-	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
-	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))
-	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte(text), 0o644)
-	cfg, err := config.Load(filepath.Join(src, "ferry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, src, ngx, _ := phpSite(t, nil)
 	rep := &recorder{}
 	deployVersion := func(n int) string {
 		t.Helper()
@@ -265,24 +254,9 @@ func TestPHPFPMServesNewCodeRightAfterEachDeploy(t *testing.T) {
 // after each swap by SIGUSR2 (systemctl reload), the form the example and 'ferry check'
 // recommend, under load: no request fails.
 func TestPHPFPMGracefulReloadDropsNothing(t *testing.T) {
-	fpm := webtest.StartPHPFPM(t)
-	dir := t.TempDir()
-	root := filepath.Join(dir, "srv")
-	src := filepath.Join(dir, "app")
-	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "..", "examples", "php"))); err != nil {
-		t.Fatal(err)
-	}
-	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
-	hostShared(t, root, ".env") // as the example says: created on the host before the first deploy
-	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
-	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
-	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))
-	text += fmt.Sprintf("services:\n  - name: php-fpm\n    reload: %s\n", fpm.ReloadCommand())
-	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte(text), 0o644)
-	cfg, err := config.Load(filepath.Join(src, "ferry.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg, src, ngx, _ := phpSite(t, func(fpm *webtest.PHPFPM) string {
+		return fmt.Sprintf("services:\n  - name: php-fpm\n    reload: %s\n", fpm.ReloadCommand())
+	})
 	rep := &recorder{}
 	if _, err := Deploy(context.Background(), cfg, DeployOptions{}, rep); err != nil {
 		t.Fatal(err)
@@ -305,6 +279,34 @@ func TestPHPFPMGracefulReloadDropsNothing(t *testing.T) {
 	if n := strings.Count(strings.Join(rep.steps, "\n"), "reload php-fpm"); n < 20 {
 		t.Fatalf("PHP-FPM was reloaded %d times, want 20", n)
 	}
+}
+
+// phpSite is examples/php copied into a test directory, behind a real nginx and PHP-FPM, with
+// its ferry.yaml pointed at them and extended by extra (given the PHP-FPM), and shared/.env made
+// on the host as the example asks.
+func phpSite(t *testing.T, extra func(*webtest.PHPFPM) string) (*config.Config, string, *webtest.Nginx, *webtest.PHPFPM) {
+	t.Helper()
+	fpm := webtest.StartPHPFPM(t)
+	dir := t.TempDir()
+	root := filepath.Join(dir, "srv")
+	src := filepath.Join(dir, "app")
+	if err := os.CopyFS(src, os.DirFS(filepath.Join("..", "..", "examples", "php"))); err != nil {
+		t.Fatal(err)
+	}
+	ngx := webtest.StartNginx(t, webtest.NginxOptions{ServerBlock: readServerBlock(t, "php"), Root: root, PHPFPM: fpm.Addr})
+	hostShared(t, root, ".env") // as the example says: created on the host before the first deploy
+	yml, _ := os.ReadFile(filepath.Join(src, "ferry.yaml"))
+	text := strings.ReplaceAll(string(yml), "/srv/www/example.com", root)
+	text = strings.ReplaceAll(text, "http://127.0.0.1/healthz.php", ngx.URL("/healthz.php"))
+	if extra != nil {
+		text += extra(fpm)
+	}
+	os.WriteFile(filepath.Join(src, "ferry.yaml"), []byte(text), 0o644)
+	cfg, err := config.Load(filepath.Join(src, "ferry.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, src, ngx, fpm
 }
 
 func get(t *testing.T, url string) string {

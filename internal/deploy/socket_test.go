@@ -174,27 +174,7 @@ func TestSocketSwitchDropsNothingBehindNginx(t *testing.T) {
 		t.Fatalf("page through nginx: %q", got)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan []probe.Result)
-	go func() { done <- probe.Run(ctx, probe.Options{Addr: ngx.Addr, Path: "/", Conns: 4, Marker: markerRe}) }()
-	var ops []op
-	prev := "v0"
-	for i := 1; i <= 50; i++ {
-		v := fmt.Sprintf("v%d", i)
-		s.appVersion(v)
-		start := time.Now()
-		s.mustDeploy()
-		ops = append(ops, op{start, time.Now(), v, false})
-		if i%5 == 0 {
-			start := time.Now()
-			s.mustRollback("")
-			ops = append(ops, op{start, time.Now(), prev, true})
-			v = prev
-		}
-		prev = v
-	}
-	cancel()
-	results := <-done
+	results, ops := deployUnderLoad(s, probe.Options{Addr: ngx.Addr, Path: "/", Conns: 4, Marker: markerRe}, s.appVersion)
 	sum := probe.Summarize(results)
 	t.Logf("%s during 50 deploys and 10 rollbacks", sum)
 	if sum.Non2xx != 0 || sum.ConnErrors != 0 {

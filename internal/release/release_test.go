@@ -39,6 +39,16 @@ func newRoot(t *testing.T) *Root {
 // prepare makes a complete release holding index.html with content, in one Prepare request.
 func prepare(t *testing.T, r *Root, id, content string) {
 	t.Helper()
+	u, stream := upload(id, content, nil)
+	p, err := r.Prepare(context.Background(), u, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Swap.Abort(context.Background())
+}
+
+// upload is a complete release id holding index.html with content, and its stream, under lease.
+func upload(id, content string, lease *Lease) (*Upload, *bytes.Buffer) {
 	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
 	var stream bytes.Buffer
 	tw := tar.NewWriter(&stream)
@@ -48,12 +58,7 @@ func prepare(t *testing.T, r *Root, id, content string) {
 	}
 	tw.Close()
 	sum := sha256.Sum256(manifest)
-	u := &Upload{ID: id, User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true}
-	p, err := r.Prepare(context.Background(), u, &stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.Swap.Abort(context.Background())
+	return &Upload{ID: id, User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true, Lease: lease}, &stream
 }
 
 // readLog returns the events of the root's log.
@@ -596,17 +601,8 @@ func TestUploadStopsWhenItsLockWasTakenOver(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(r.Dir, ".ferry", "lock"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
-	var stream bytes.Buffer
-	tw := tar.NewWriter(&stream)
-	for name, data := range map[string][]byte{"index.html": []byte("a"), ".m": manifest} {
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
-		tw.Write(data)
-	}
-	tw.Close()
-	sum := sha256.Sum256(manifest)
-	u := &Upload{ID: "20260101-000000", User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true, Lease: lease}
-	if _, err := r.Prepare(context.Background(), u, &stream); err == nil || !strings.Contains(err.Error(), "taken over") {
+	u, stream := upload("20260101-000000", "a", lease)
+	if _, err := r.Prepare(context.Background(), u, stream); err == nil || !strings.Contains(err.Error(), "taken over") {
 		t.Fatalf("prepare under a lock taken over: %v; want it stopped", err)
 	}
 	// It stops before it logs or makes anything.
@@ -631,17 +627,8 @@ func TestUploadReplacesTheDirectoryOfARunItTookOver(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(r.ReleaseDir(id), "half"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	manifest := []byte(`{"path":"index.html","type":"file"}` + "\n")
-	var stream bytes.Buffer
-	tw := tar.NewWriter(&stream)
-	for name, data := range map[string][]byte{"index.html": []byte("a"), ".m": manifest} {
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg})
-		tw.Write(data)
-	}
-	tw.Close()
-	sum := sha256.Sum256(manifest)
-	u := &Upload{ID: id, User: "test", ManifestFull: ".m", ManifestSum: hex.EncodeToString(sum[:]), Complete: true, Lease: lease}
-	if _, err := r.Prepare(context.Background(), u, &stream); err != nil {
+	u, stream := upload(id, "a", lease)
+	if _, err := r.Prepare(context.Background(), u, stream); err != nil {
 		t.Fatalf("prepare over a leftover directory: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(r.ReleaseDir(id), "half")); !errors.Is(err, fs.ErrNotExist) {
