@@ -55,8 +55,7 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 		return nil
 	}
 	if lv.NoCopy != "" {
-		rep.Warn(run.Name, fmt.Sprintf("cannot hard-link release %s into the next one (%s): sending every file", lv.ID, lv.NoCopy))
-		run.prevMan = nil
+		run.noCopy(lv.NoCopy, rep)
 		return nil
 	}
 	idx := m.Index()
@@ -215,4 +214,10 @@ func sameMTimes(ctx context.Context, root *release.Root, id string, files []tran
 		k += 2
 	}
 	return same, differ, nil
+}
+
+// noCopy gives up reusing the live release, which could not be hard-linked into the next one.
+func (run *hostRun) noCopy(reason string, rep Reporter) {
+	rep.Warn(run.Name, fmt.Sprintf("cannot hard-link release %s into the next one (%s): sending every file", run.prevID, reason))
+	run.prevMan = nil
 }

@@ -39,41 +39,38 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		}
 	}
 	manifest := full.Without(existing)
-	var prevMan *transfer.Manifest
-	if run.prevMan != nil {
-		// A path that is shared is never linked from the previous release: seeding moves it into
-		// shared/, and shared/ must not share an inode with a release.
-		prevMan = run.prevMan.Without(cfg.SharedPaths())
-	}
-	plan := transfer.NewPlan(manifest, prevMan, run.prevID, cfg.Reuse, cfg.Assets)
-	lines, err := plan.Manifest.Without(cfg.SharedPaths()).Lines()
+	rp, err := run.plan(cfg, manifest)
 	if err != nil {
 		return err
 	}
-	stored := transfer.JoinLines(lines)
+	// The local host copies the live release while the plan is made: without the copy,
+	// nothing of the live release is reused.
+	if lv := run.probe.Live; lv != nil && rp.previous != "" {
+		if reason := lv.WaitCopy(); reason != "" {
+			run.noCopy(reason, rep)
+			if rp, err = run.plan(cfg, manifest); err != nil {
+				return err
+			}
+		}
+	}
+	plan, changes, stored := rp.plan, rp.changes, rp.stored
 	u := &release.Upload{ID: id, Message: opts.Message, User: user, Git: opts.git, Lease: run.lease, Shared: slices.Clone(shared), SharedFiles: cfg.Shared.Files}
 	for _, rel := range run.state.Incomplete() {
 		u.Recover = append(u.Recover, rel.ID)
 		rep.Warn(run.Name, fmt.Sprintf("removed incomplete release %s left by an interrupted deploy", rel.ID))
 	}
-	var changes *transfer.Changes
 	files := map[string][]byte{}
 	token := ".ferry-" + randomToken()
-	if run.prevMan != nil && run.prevFull != nil && cfg.Reuse == transfer.ReuseLink {
-		u.Previous = run.prevID
-		if lv := run.probe.Live; lv != nil && lv.ID == run.prevID {
+	if rp.previous != "" {
+		u.Previous = rp.previous
+		if lv := run.probe.Live; lv != nil && lv.ID == rp.previous {
 			u.Next = lv.Copy
 		}
-		extra := append(append([]string(nil), run.probe.Live.Links...), run.extra...)
-		changes = plan.Changes(run.prevFull, extra)
 		u.Remove, u.Writable = changes.Remove, changes.Writable
-		if drop, add, result, ok := transfer.Delta(run.prevRaw, lines); ok {
+		if rp.drop != nil {
 			u.ManifestDrop, u.ManifestAdd = token+".drop", token+".add"
-			files[u.ManifestDrop], files[u.ManifestAdd] = drop, add
-			stored = result
+			files[u.ManifestDrop], files[u.ManifestAdd] = rp.drop, rp.add
 		}
-	} else {
-		changes = plan.Changes(nil, nil)
 	}
 	if u.ManifestDrop == "" {
 		u.ManifestFull = token + ".manifest"
@@ -155,6 +152,48 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	}
 	cache.put(run.Target, id, stored)
 	return nil
+}
+
+// releasePlan is what a new release takes from the build and the live release.
+type releasePlan struct {
+	plan     *transfer.Plan
+	changes  *transfer.Changes
+	previous string // the release whose files are linked, or "" (everything is sent)
+	stored   []byte // the new release's manifest as the host stores it
+	// drop and add turn the previous release's stored manifest into stored, when that is
+	// smaller to send than stored itself.
+	drop, add []byte
+}
+
+// plan decides what of manifest is linked from the live release and what is sent.
+func (run *hostRun) plan(cfg *config.Config, manifest *transfer.Manifest) (*releasePlan, error) {
+	var prevMan *transfer.Manifest
+	if run.prevMan != nil {
+		// A path that is shared is never linked from the previous release: seeding moves it into
+		// shared/, and shared/ must not share an inode with a release.
+		prevMan = run.prevMan.Without(cfg.SharedPaths())
+	}
+	rp := &releasePlan{plan: transfer.NewPlan(manifest, prevMan, run.prevID, cfg.Reuse, cfg.Assets)}
+	lines, err := rp.plan.Manifest.Without(cfg.SharedPaths()).Lines()
+	if err != nil {
+		return nil, err
+	}
+	rp.stored = transfer.JoinLines(lines)
+	if run.prevMan == nil || run.prevFull == nil || cfg.Reuse != transfer.ReuseLink {
+		rp.changes = rp.plan.Changes(nil, nil)
+		return rp, nil
+	}
+	rp.previous = run.prevID
+	extra := append(append([]string(nil), run.probe.Live.Links...), run.extra...)
+	rp.changes = rp.plan.Changes(run.prevFull, extra)
+	// On this machine the whole manifest costs nothing to send, and nothing to assemble.
+	if run.spec.Local {
+		return rp, nil
+	}
+	if drop, add, result, ok := transfer.Delta(run.prevRaw, lines); ok {
+		rp.drop, rp.add, rp.stored = drop, add, result
+	}
+	return rp, nil
 }
 
 func randomToken() string {

@@ -51,6 +51,14 @@ type Host interface {
 	Close() error
 }
 
+// A LinkCopier copies a directory tree in process as hard links, as cp -al would: directories
+// made anew with the source's mode, owner (when permitted) and times, every other entry a hard
+// link; no symlink is followed. The local host is one: there the copy runs while the engine
+// plans, instead of inside a script. A copy that fails removes what it made of dst.
+type LinkCopier interface {
+	LinkCopy(ctx context.Context, src, dst string) error
+}
+
 // ErrNoForwarding is wrapped by DialContext's error when the host refuses to open connections
 // for ferry (an sshd with AllowTcpForwarding no).
 var ErrNoForwarding = errors.New("the server refuses TCP forwarding (AllowTcpForwarding no in its sshd_config)")

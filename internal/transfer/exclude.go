@@ -118,6 +118,15 @@ func Excluded(rel string, isDir bool, patterns []string) bool {
 	return parseExclude(patterns).excluded(rel, isDir)
 }
 
+// A Matcher holds patterns parsed once, for matching many paths as Excluded does.
+type Matcher struct{ l excludeList }
+
+// NewMatcher parses patterns (gitignore rules, as for exclude).
+func NewMatcher(patterns []string) Matcher { return Matcher{parseExclude(patterns)} }
+
+// Match reports what Excluded(rel, isDir, patterns) would.
+func (m Matcher) Match(rel string, isDir bool) bool { return len(m.l) > 0 && m.l.excluded(rel, isDir) }
+
 // The results of dowild, as in git's wildmatch.c. The two aborts stop the backtracking early:
 // once the text has run out, or once a "*" has met a "/" that only a "**" could cross, no longer
 // match for an earlier "*" can succeed.

@@ -149,16 +149,17 @@ func Delta(prev []byte, next [][]byte) (drop, add, stored []byte, ok bool) {
 	if len(prev) == 0 || bytes.HasPrefix(prev, []byte(`{"entries"`)) || prev[len(prev)-1] != '\n' {
 		return nil, nil, nil, false
 	}
-	want := make(map[string]bool, len(next))
-	for _, line := range next {
-		want[string(line)] = true
+	// Each line of next, by its index; prev's lines are looked up without copying them.
+	want := make(map[string]int, len(next))
+	for i, line := range next {
+		want[string(line)] = i
 	}
-	lines := next
-	had := map[string]bool{}
+	had := make([]bool, len(next))
 	var out, dropped, added bytes.Buffer
+	out.Grow(len(prev) + len(prev)/8)
 	for line := range bytes.SplitSeq(prev[:len(prev)-1], []byte("\n")) {
-		had[string(line)] = true
-		if want[string(line)] {
+		if i, ok := want[string(line)]; ok {
+			had[i] = true
 			out.Write(line)
 			out.WriteByte('\n')
 		} else {
@@ -166,8 +167,8 @@ func Delta(prev []byte, next [][]byte) (drop, add, stored []byte, ok bool) {
 			dropped.WriteByte('\n')
 		}
 	}
-	for _, line := range lines {
-		if !had[string(line)] {
+	for i, line := range next {
+		if !had[i] {
 			added.Write(line)
 			added.WriteByte('\n')
 			out.Write(line)

@@ -1,0 +1,135 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// linkCopyWorkers is how many directories are copied at once: link(2) takes the lock of the
+// directory it writes, so directories copy in parallel where the files of one cannot.
+const linkCopyWorkers = 4
+
+// LinkCopy implements host.LinkCopier: cp -al in process, a few directories at a time.
+func (*Local) LinkCopy(ctx context.Context, src, dst string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &os.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFDIR {
+		return fmt.Errorf("%s is not a directory", src)
+	}
+	c := &linkCopy{ctx: ctx, root: os.Geteuid() == 0, jobs: make(chan [2]string, 256)}
+	var workers sync.WaitGroup
+	for range linkCopyWorkers {
+		workers.Go(func() {
+			for j := range c.jobs {
+				c.dir(j[0], j[1])
+			}
+		})
+	}
+	c.pending.Add(1)
+	if err := unix.Mkdir(dst, 0o700); err != nil {
+		return &os.PathError{Op: "mkdir", Path: dst, Err: err}
+	}
+	c.dir(src, dst)
+	c.pending.Wait()
+	close(c.jobs)
+	workers.Wait()
+	if c.err != nil {
+		_ = os.RemoveAll(dst)
+	}
+	return c.err
+}
+
+type linkCopy struct {
+	ctx     context.Context
+	root    bool // may give directories their owner, as cp -a does as root
+	jobs    chan [2]string
+	pending sync.WaitGroup // directories not yet copied
+	mu      sync.Mutex
+	err     error
+}
+
+func (c *linkCopy) fail(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func (c *linkCopy) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err == nil && c.ctx.Err() != nil {
+		c.err = c.ctx.Err()
+	}
+	return c.err != nil
+}
+
+// dir fills directory dst, made already, from src: its entries, then its mode, owner and
+// times, since writing the entries changes its mtime and a read-only mode would refuse them.
+// A directory inside is made here, so that dst is complete when its times are set, and
+// filled by whichever worker is free.
+func (c *linkCopy) dir(src, dst string) {
+	defer c.pending.Done()
+	if c.failed() {
+		return
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		c.fail(&os.PathError{Op: "lstat", Path: src, Err: err})
+		return
+	}
+	f, err := os.Open(src)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	for _, e := range entries {
+		s, d := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		if e.IsDir() {
+			if err := unix.Mkdir(d, 0o700); err != nil {
+				c.fail(&os.PathError{Op: "mkdir", Path: d, Err: err})
+				return
+			}
+			c.pending.Add(1)
+			select {
+			case c.jobs <- [2]string{s, d}:
+			default:
+				c.dir(s, d) // every worker busy and the queue full: this one does it
+			}
+			continue
+		}
+		// Flags 0: a symlink is linked itself, never followed.
+		if err := unix.Linkat(unix.AT_FDCWD, s, unix.AT_FDCWD, d, 0); err != nil {
+			c.fail(&os.LinkError{Op: "link", Old: s, New: d, Err: err})
+			return
+		}
+	}
+	if c.root {
+		if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+			c.fail(&os.PathError{Op: "chown", Path: dst, Err: err})
+			return
+		}
+	}
+	if err := unix.Chmod(dst, uint32(st.Mode)&0o7777); err != nil {
+		c.fail(&os.PathError{Op: "chmod", Path: dst, Err: err})
+		return
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		c.fail(&os.PathError{Op: "utimes", Path: dst, Err: err})
+	}
+}
