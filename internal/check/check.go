@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -44,8 +45,31 @@ var destructive = regexp.MustCompile(`(?i)\b(DROP\s+COLUMN|DROP\s+TABLE|RENAME\s
 // read: comments (-- and # to the end of the line, /* */) and quoted strings and names are
 // not, so "-- we never DROP TABLE" or 'DROP TABLE' in an INSERT is not a finding. A statement
 // runs to the next semicolon outside them.
+//
+// Dialects disagree on what hides text (MySQL's # comments and backslash escapes, PostgreSQL's
+// dollar quotes and # operator), and a migration's dialect is not known here: the text is read
+// as each would read it, and a statement destructive in either is a finding. A hidden DROP is
+// worse than a second look at one that was not.
 func DestructiveSQL(text string) []string {
-	code, shown := maskSQL(text)
+	var out []string
+	for _, d := range []sqlDialect{{mysql: true}, {mysql: false}} {
+		for _, f := range destructiveSQL(text, d) {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// sqlDialect is how a reading of SQL treats what dialects disagree on. MySQL: # starts a
+// comment anywhere, and a backslash escapes the next character in quotes. Otherwise (PostgreSQL,
+// standard SQL): # is an operator (a comment only where a statement starts, where no operator
+// can be), a backslash is a character, and $tag$…$tag$ quotes.
+type sqlDialect struct{ mysql bool }
+
+func destructiveSQL(text string, d sqlDialect) []string {
+	code, shown := maskSQL(text, d)
 	var out []string
 	for start := 0; start < len(code); {
 		end := len(code)
@@ -60,15 +84,19 @@ func DestructiveSQL(text string) []string {
 	return out
 }
 
+// dollarTag matches the opening of a PostgreSQL dollar quote: $$ or $tag$.
+var dollarTag = regexp.MustCompile(`^\$([A-Za-z_][A-Za-z0-9_]*)?\$`)
+
 // maskSQL returns text twice, byte for byte the same length: code, with comments blanked and
-// the inside of quotes ('…', "…", `…`) replaced by x, for matching and finding the semicolons
-// that end statements; and shown, with only the comments blanked, for people.
+// the inside of quotes ('…', "…", `…`, and $$…$$ where d has them) replaced by x, for matching
+// and finding the semicolons that end statements; and shown, with only the comments blanked,
+// for people.
 //
-// Comments follow MySQL and PostgreSQL: -- and # run to the end of the line (but #> is
-// PostgreSQL's JSON path operator), /* */ nests as in PostgreSQL, and /*! … */ is MySQL's
+// Comments: -- runs to the end of the line, as does # where d reads it as a comment (but #> is
+// PostgreSQL's JSON path operator); /* */ nests as in PostgreSQL, and /*! … */ is MySQL's
 // executable comment (mysqldump writes DROP TABLE in one), so what is inside it is SQL. In
-// quotes, a doubled quote or a backslash escapes the next character.
-func maskSQL(text string) (code, shown string) {
+// quotes, a doubled quote escapes the next character, and a backslash where d says so.
+func maskSQL(text string, d sqlDialect) (code, shown string) {
 	c, s := []byte(text), []byte(text)
 	blank := func(i, j int) {
 		for k := i; k < j; k++ {
@@ -76,10 +104,12 @@ func maskSQL(text string) (code, shown string) {
 		}
 	}
 	inExecutable := false
+	atStart := true // no code yet in this statement
 	for i := 0; i < len(text); {
 		rest := text[i:]
+		hash := rest[0] == '#' && !strings.HasPrefix(rest, "#>") && (d.mysql || atStart)
 		switch {
-		case strings.HasPrefix(rest, "--"), rest[0] == '#' && !strings.HasPrefix(rest, "#>"):
+		case strings.HasPrefix(rest, "--"), hash:
 			j := strings.IndexByte(rest, '\n')
 			if j < 0 {
 				j = len(rest)
@@ -112,10 +142,23 @@ func maskSQL(text string) (code, shown string) {
 			}
 			blank(i, i+j)
 			i += j
+		case !d.mysql && dollarTag.MatchString(rest):
+			tag := dollarTag.FindString(rest)
+			j := strings.Index(rest[len(tag):], tag)
+			if j < 0 {
+				j = len(rest)
+			} else {
+				j += len(tag)
+			}
+			for k := i + len(tag); k < i+j; k++ {
+				c[k] = 'x'
+			}
+			i += min(j+len(tag), len(rest))
+			atStart = false
 		case rest[0] == '\'' || rest[0] == '"' || rest[0] == '`':
 			q, j := rest[0], 1
 			for ; j < len(rest); j++ {
-				if rest[j] == '\\' && q != '`' {
+				if rest[j] == '\\' && q != '`' && d.mysql {
 					j++
 				} else if rest[j] == q {
 					if j+1 < len(rest) && rest[j+1] == q {
@@ -130,7 +173,15 @@ func maskSQL(text string) (code, shown string) {
 				c[k] = 'x'
 			}
 			i += j + 1
+			atStart = false
 		default:
+			switch rest[0] {
+			case ';':
+				atStart = true
+			case ' ', '\t', '\n', '\r':
+			default:
+				atStart = false
+			}
 			i++
 		}
 	}

@@ -33,6 +33,12 @@ func TestDestructiveSQL(t *testing.T) {
 		{"long statement", "ALTER TABLE users ADD COLUMN a int, ADD COLUMN b int, ADD COLUMN c int, DROP COLUMN email, ADD COLUMN d int, ADD COLUMN e int, ADD COLUMN f int, ADD COLUMN g int, ADD COLUMN h int;",
 			[]string{"… ADD COLUMN b int, ADD COLUMN c int, DROP COLUMN email, ADD COLUMN d int, ADD COLUMN e int, ADD COLUMN f int, ADD …"}},
 
+		// Read as each dialect would: hidden in one reading, found in the other.
+		{"postgres xor is no comment", "UPDATE t SET f = f # 4; DROP TABLE users;", []string{"DROP TABLE users;"}},
+		{"standard backslash is no escape", `INSERT INTO t VALUES ('C:\'); DROP TABLE users; -- '`, []string{"DROP TABLE users;"}},
+		{"after a dollar quote", "SELECT $$it's$$; DROP TABLE users;", []string{"DROP TABLE users;"}},
+		{"after a tagged dollar quote", "SELECT $q$it's; fine$q$; DROP TABLE users;", []string{"DROP TABLE users;"}},
+
 		// What is not.
 		{"add column", "ALTER TABLE users ADD COLUMN email text;", nil},
 		{"word in a name", "CREATE TABLE drop_log (id int);", nil},

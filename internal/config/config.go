@@ -43,6 +43,9 @@ type Config struct {
 
 	// Environment is the environment chosen from environments (ferry -e), if any.
 	Environment string `yaml:"-"`
+	// FromEnv maps each value that {{env.NAME}} put into the file to "{{env.NAME}}": what the
+	// log writes instead of it (a CI secret in a hook's command).
+	FromEnv map[string]string `yaml:"-"`
 	// Dir is the directory of the config file; a relative source is resolved against it.
 	Dir string `yaml:"-"`
 	// File is the path the config was read from.
@@ -303,6 +306,7 @@ func ParseWith(file string, data []byte, o Options) (cfg *Config, err error) {
 		return nil, err
 	}
 	c.Environment = o.Environment
+	c.FromEnv = d.fromEnv
 	for _, e := range c.Shared.FileEntries {
 		c.Shared.Files = append(c.Shared.Files, e.Path)
 	}

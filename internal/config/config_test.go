@@ -407,3 +407,24 @@ check:
 		})
 	}
 }
+
+// A root reached through a link into the build is inside it all the same.
+func TestRootInsideTheSourceThroughALink(t *testing.T) {
+	dir := t.TempDir()
+	site := filepath.Join(dir, "site")
+	if err := os.Mkdir(site, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(site, filepath.Join(dir, "rootlink")); err != nil {
+		t.Fatal(err)
+	}
+	for _, root := range []string{filepath.Join(dir, "rootlink"), filepath.Join(dir, "rootlink", "deploy", "not-yet")} {
+		_, err := Parse(filepath.Join(dir, "ferry.yaml"), []byte("root: "+root+"\nsource: ./site\n"))
+		if err == nil || !strings.Contains(err.Error(), "is inside the build") {
+			t.Errorf("root %s: err = %v, want it refused as inside the build", root, err)
+		}
+	}
+	if _, err := Parse(filepath.Join(dir, "ferry.yaml"), []byte("root: "+filepath.Join(dir, "srv")+"\nsource: ./site\n")); err != nil {
+		t.Errorf("a root beside the build: %v", err)
+	}
+}

@@ -160,6 +160,7 @@ type decoder struct {
 	vars        map[string]string
 	environment string
 	getenv      func(string) (string, bool)
+	fromEnv     map[string]string // see Config.FromEnv
 }
 
 func newDecoder(file string, body ast.Node, tokens, size int) *decoder {

@@ -210,6 +210,10 @@ func (d *decoder) substitute(s string, at ast.Node, key string) (string, error) 
 			if v == "" {
 				err = d.errorf(at, "%s: %s: the environment variable %s is not set (or empty)", key, m, env)
 			}
+			if d.fromEnv == nil {
+				d.fromEnv = map[string]string{}
+			}
+			d.fromEnv[v] = "{{env." + env + "}}"
 			return v
 		}
 		if name == "environment" {

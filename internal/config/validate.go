@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -236,14 +237,17 @@ func (c *Config) validate() error {
 	if c.HookTimeout < 0 {
 		return invalid("$.hook_timeout", "hook_timeout must be positive")
 	}
-	// A local root inside the build would ship itself at every deploy, growing without bound.
+	// A local root inside the build would ship itself at every deploy, growing without bound;
+	// compared as the filesystem resolves them, so that a link cannot hide it.
 	src := c.SourceDir()
+	realSrc := resolveExisting(src)
 	for i, h := range c.Hosts {
 		root := c.Root
 		if h.Root != "" {
 			root = h.Root
 		}
-		if h.Local && (root == src || strings.HasPrefix(root, src+"/")) {
+		realRoot := resolveExisting(root)
+		if h.Local && (root == src || strings.HasPrefix(root, src+"/") || realRoot == realSrc || strings.HasPrefix(realRoot, realSrc+"/")) {
 			where := "$.root"
 			if h.Root != "" {
 				where = fmt.Sprintf("$.hosts[%d].root", i)
@@ -252,6 +256,21 @@ func (c *Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// resolveExisting is p with the links of its longest existing part resolved (a root is made
+// by the first deploy, so it may not exist yet).
+func resolveExisting(p string) string {
+	rest := ""
+	for dir := filepath.Clean(p); ; dir = filepath.Dir(dir) {
+		if real, err := filepath.EvalSymlinks(dir); err == nil {
+			return filepath.Join(real, rest)
+		}
+		if dir == filepath.Dir(dir) {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(dir), rest)
+	}
 }
 
 // sharedOwner is what an owner may be: a user, or user:group, by name or number.

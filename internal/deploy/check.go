@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -25,16 +26,24 @@ import (
 // change that needs a restart, and migrations that drop what running code still reads. It
 // changes nothing.
 func Check(ctx context.Context, cfg *config.Config, opts Options, verify bool) ([]check.Finding, error) {
+	var all []check.Finding
 	var build *transfer.Manifest
-	if m, err := transfer.Scan(cfg.SourceDir(), cfg.Exclude, transfer.OpenHashCache(cfg.SourceDir())); err == nil {
+	m, err := transfer.Scan(cfg.SourceDir(), cfg.Exclude, transfer.OpenHashCache(cfg.SourceDir()))
+	switch {
+	case err == nil:
 		build = m
+	case cfg.Build != nil && errors.Is(err, fs.ErrNotExist):
+		// The build makes its output; check does not run it.
+	default:
+		// What the deploy would refuse (exit 2) is found here first.
+		all = append(all, check.Finding{Host: "local", Severity: check.Error, Code: "build-refused", What: err.Error(),
+			Fix: "a deploy refuses this build before it touches any host; fix the path it names"})
 	}
 	targets, err := connect(ctx, cfg, opts, false, false)
 	if err != nil {
 		return nil, err
 	}
 	defer closeAll(targets)
-	var all []check.Finding
 	for _, t := range targets {
 		c := &checker{ctx: ctx, cfg: cfg, t: t, build: build, verify: verify}
 		if err := c.run(); err != nil {
@@ -106,11 +115,6 @@ func (c *checker) layout() {
 	if _, err := c.sh("test -w " + q); err != nil {
 		c.add(check.Error, "root-not-writable", fmt.Sprintf("%s is not writable by this user", r.Dir), "chown the root to the deploy user, or deploy as its owner")
 	}
-	if out, err := c.sh("cd " + q + " && stat -c %d . releases"); err == nil {
-		if f := strings.Fields(out); len(f) == 2 && f[0] != f[1] {
-			c.add(check.Error, "releases-other-fs", "releases/ is on another filesystem than current: rename(2) cannot swap across filesystems", "keep releases/ inside the root's filesystem (no separate mount)")
-		}
-	}
 	if out, err := c.sh("df -Pk " + q + " | awk 'NR==2 {print $4}'"); err == nil && c.build != nil {
 		free, _ := strconv.ParseInt(strings.TrimSpace(out), 10, 64)
 		_, size := c.build.Files()
@@ -121,7 +125,8 @@ func (c *checker) layout() {
 			c.add(check.Warning, "disk-low", fmt.Sprintf("only %d kB free for a %d kB build", free, size/1024), "free space; a first deploy or reuse: none writes the whole build")
 		}
 	}
-	links, _ := c.sh("cd " + q + " && for f in current.*; do if [ -L \"$f\" ]; then printf '%s\\000' \"$f\"; fi; done")
+	// Only ferry's own names: a user's current.old is theirs.
+	links, _ := c.sh("cd " + q + " && for f in " + release.TempLinkGlob() + "; do if [ -L \"$f\" ]; then printf '%s\\000' \"$f\"; fi; done")
 	for _, name := range strings.Split(links, "\x00") {
 		if name != "" {
 			c.add(check.Warning, "stale-temp-link", fmt.Sprintf("temporary link %s left by an interrupted swap", name), "the next deploy or cleanup removes it")
@@ -436,8 +441,10 @@ func destructiveMigrations(cfg *config.Config, build, prev *transfer.Manifest) [
 		old = prev.Index()
 	}
 	var out []string
+	migrations := transfer.NewMatcher(cfg.Check.Migrations)
 	for _, e := range build.Entries {
-		if e.Type != transfer.TypeFile || !isMigration(e.Path, cfg.Check.Migrations) || e.Size > 4<<20 {
+		// A path matches when it, or a directory it is in, matches a pattern.
+		if e.Type != transfer.TypeFile || !migrations.Match(e.Path, false) || e.Size > 4<<20 {
 			continue
 		}
 		if o := old[e.Path]; o != nil && o.Hash == e.Hash {
@@ -454,17 +461,4 @@ func destructiveMigrations(cfg *config.Config, build, prev *transfer.Manifest) [
 		}
 	}
 	return out
-}
-
-// isMigration matches p, or one of its directories, against the patterns.
-func isMigration(p string, patterns []string) bool {
-	if transfer.Excluded(p, false, patterns) {
-		return true
-	}
-	for dir := filepath.Dir(p); dir != "." && dir != "/"; dir = filepath.Dir(dir) {
-		if transfer.Excluded(dir, true, patterns) {
-			return true
-		}
-	}
-	return false
 }

@@ -59,7 +59,8 @@ func TestCheckFindsThePitfalls(t *testing.T) {
     location ~ \.php$ { fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name; }
   }
 }`), 0o644)
-	os.Symlink("releases/x", filepath.Join(s.root, "current.abc123"))
+	os.Symlink("releases/x", filepath.Join(s.root, "current.abc123def456"))
+	os.Symlink("releases/x", filepath.Join(s.root, "current.mine")) // a user's, not reported
 	findings, err = Check(context.Background(), s.cfg, s.opts, false)
 	if err != nil {
 		t.Fatal(err)

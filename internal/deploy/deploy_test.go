@@ -500,7 +500,8 @@ func TestHooksSeeTheFerryEnvironment(t *testing.T) {
 // database URL), and the hashes of shared files it keeps are keyed, so that a short secret
 // cannot be guessed from them.
 func TestStateKeepsNoSecrets(t *testing.T) {
-	s := newSite(t, "shared:\n  files: [.env, config/secrets.yml]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test ! -f \"$FERRY_ROOT/../fail\"\n")
+	t.Setenv("FERRY_TEST_TOKEN", "s3cr3t-token")
+	s := newSite(t, "shared:\n  files: [.env, config/secrets.yml]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test -n {{env.FERRY_TEST_TOKEN}}; test ! -f \"$FERRY_ROOT/../fail\"\n")
 	os.MkdirAll(filepath.Dir(s.root), 0o755)
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "url"), []byte("postgres://app:hunter2@db/app\n"), 0o600)
 	s.write(".env", "SECRET=1\n")
@@ -517,6 +518,10 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 	if strings.Contains(string(log), "hunter2") {
 		t.Errorf("the log keeps the hook's output:\n%s", log)
 	}
+	// The hook's command is logged with the CI secret it was given written as where it came from.
+	if strings.Contains(string(log), "s3cr3t-token") || !strings.Contains(string(log), "{{env.FERRY_TEST_TOKEN}}") {
+		t.Errorf("the log keeps a value from the deployer's environment:\n%s", log)
+	}
 	plain := sha256.Sum256([]byte("SECRET=1\n"))
 	if strings.Contains(string(log), hex.EncodeToString(plain[:])) {
 		t.Errorf("the log keeps the plain SHA-256 of .env")
@@ -524,8 +529,9 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 	if !strings.Contains(string(log), `"shared":{".env":"`) {
 		t.Errorf("the log keeps no hash of .env to tell when it changed:\n%s", log)
 	}
-	// config/secrets.yml, on neither side, is created empty, and private.
-	for p, want := range map[string]os.FileMode{".ferry": 0o700, ".ferry/key": 0o600, "shared/config/secrets.yml": 0o600} {
+	// config/secrets.yml, on neither side, is created empty, and private; .env, seeded from
+	// the build's (0644 under this umask), is private too.
+	for p, want := range map[string]os.FileMode{".ferry": 0o700, ".ferry/key": 0o600, "shared/config/secrets.yml": 0o600, "shared/.env": 0o600} {
 		fi, err := os.Stat(filepath.Join(s.root, p))
 		if err != nil {
 			t.Fatal(err)
@@ -565,31 +571,84 @@ func TestSharedDirThatIsASymlinkIsUsedNotDeletedThrough(t *testing.T) {
 	}
 }
 
-// Links planted at the names of ferry's own files in .ferry (the key, the settled stamp) are
-// refused, never written or read through.
+// Links planted at the names of ferry's own files and directories (the key, the settled stamp,
+// the log, the lock, the process records, shared/, run/, .ferry itself) are refused before
+// anything is made, never written, read or deleted through.
 func TestPlantedLinksInFerrysStateAreRefused(t *testing.T) {
-	for _, name := range []string{"key", "settled"} {
-		t.Run(name, func(t *testing.T) {
+	for _, name := range []string{".ferry/key", ".ferry/settled", ".ferry/log.jsonl", ".ferry/lock", ".ferry/proc", ".ferry/manifests", ".ferry", "shared", "run", "releases"} {
+		t.Run(strings.ReplaceAll(name, "/", "_"), func(t *testing.T) {
 			s := newSite(t, "shared:\n  files: [.env]\n")
 			s.write(".env", "A=1\n")
 			good := s.mustDeploy()
 			victim := filepath.Join(filepath.Dir(s.root), "victim")
-			os.WriteFile(victim, []byte("precious"), 0o644)
-			p := filepath.Join(s.root, ".ferry", name)
-			os.Remove(p)
-			if err := os.Symlink(victim, p); err != nil {
+			os.Mkdir(victim, 0o755)
+			os.WriteFile(filepath.Join(victim, "precious"), []byte("precious"), 0o644)
+			p := filepath.Join(s.root, name)
+			target := filepath.Join(victim, "precious")
+			if fi, err := os.Lstat(p); err == nil && fi.IsDir() {
+				target = victim
+				os.Rename(p, p+".moved")
+			} else {
+				os.Remove(p)
+			}
+			if err := os.Symlink(target, p); err != nil {
 				t.Fatal(err)
 			}
 			s.write("public/index.html", "v2")
 			if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "is a symlink") {
-				t.Fatalf("deploy with .ferry/%s a planted link: %v; want it refused", name, err)
+				t.Fatalf("deploy with %s a planted link: %v; want it refused", name, err)
 			}
-			if b, _ := os.ReadFile(victim); string(b) != "precious" {
+			if entries, _ := os.ReadDir(victim); len(entries) != 1 {
+				t.Errorf("something was made through the link: %v", entries)
+			}
+			if b, _ := os.ReadFile(filepath.Join(victim, "precious")); string(b) != "precious" {
 				t.Errorf("the link's target was written: %q", b)
 			}
-			if s.current() != good {
+			if name != "releases" && s.current() != good {
 				t.Errorf("current = %s, want %s", s.current(), good)
 			}
 		})
 	}
+}
+
+// Records of processes in .ferry/proc are ferry's own, but they are read as data: a socket path
+// that leaves run/ is never removed (pid 1 is TestAliveNeverCountsPIDOne).
+func TestProcessRecordsCannotReachOutside(t *testing.T) {
+	s := newSite(t, "")
+	s.mustDeploy()
+	victim := filepath.Join(filepath.Dir(s.root), "victim")
+	os.WriteFile(victim, []byte("precious"), 0o644)
+	proc := filepath.Join(s.root, ".ferry", "proc")
+	os.MkdirAll(proc, 0o700)
+	// A dead process (pid 999999 does not exist) whose socket "leaves" run/.
+	os.WriteFile(filepath.Join(proc, "app.20200101-000000"), []byte("999999 1 ../victim\n"), 0o600)
+	os.WriteFile(filepath.Join(proc, "web.20200101-000000"), []byte("999999 1 run/../../victim\n"), 0o600)
+	s.write("public/index.html", "v2")
+	s.mustDeploy()
+	if b, err := os.ReadFile(victim); string(b) != "precious" {
+		t.Errorf("a process record's socket path deleted a file outside run/: %q, %v", b, err)
+	}
+}
+
+// A .ferry that another user owns (here: one the app user, owner of the root, made after moving
+// ferry's aside) is refused: what is in it decides what ferry deletes and signals.
+func TestFerryStateOfAnotherUserIsRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		hostileSkip(t, "this test gives .ferry to another user, which needs root")
+	}
+	s := newSite(t, "")
+	good := s.mustDeploy()
+	if err := os.Chown(filepath.Join(s.root, ".ferry"), 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	s.write("public/index.html", "v2")
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), "belongs to another user") {
+		t.Fatalf("deploy with .ferry owned by nobody: %v; want it refused", err)
+	}
+	if s.current() != good {
+		t.Errorf("current = %s, want %s", s.current(), good)
+	}
+	os.Chown(filepath.Join(s.root, ".ferry"), 0, 0)
+	s.mustDeploy()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
+	"github.com/ferry-deploy/ferry/internal/check"
 	"github.com/ferry-deploy/ferry/internal/invariants"
 	"github.com/ferry-deploy/ferry/internal/release"
 )
@@ -255,5 +256,15 @@ func TestFaultReleasesOnItsOwnFilesystem(t *testing.T) {
 	}
 	if len(s.rep.warnings) > 0 {
 		t.Errorf("warnings: %q", s.rep.warnings)
+	}
+	// Nor does ferry check blame the swap: current and its temporary links are both in the root.
+	findings, err := Check(context.Background(), s.cfg, s.opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range findings {
+		if f.Severity == check.Error {
+			t.Errorf("ferry check with releases/ on its own filesystem: %v", f)
+		}
 	}
 }

@@ -82,7 +82,7 @@ func selectTargets(cfg *config.Config, opts Options) ([]*Target, error) {
 			root = hc.Root
 		}
 		t := &Target{Name: name, Roles: hc.Roles, Root: release.New(nil, root), spec: hc}
-		t.Root.Environment = cfg.Environment
+		t.Root.Environment, t.Root.FromEnv = cfg.Environment, cfg.FromEnv
 		for _, sv := range servicesOn(cfg, t) {
 			if sv.Socket() {
 				t.Root.Sockets = append(t.Root.Sockets, release.Socket{Name: sv.Name, Start: sv.Start, Stop: sv.Stop, Signal: sv.StopSignal, Drain: time.Duration(*sv.Drain)})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,12 +36,18 @@ func (e *HookError) Error() string {
 func (e *HookError) Unwrap() error { return e.Err }
 
 // forLog is err as the log keeps it: without a failed hook's output, which went to the terminal
-// and may hold what the log must not (a hook that printed a database URL).
-func forLog(err error) string {
+// and may hold what the log must not (a hook that printed a database URL), and with each value
+// that came from the deployer's environment written as the {{env.NAME}} it came from.
+func (r *Root) forLog(err error) string {
 	msg := err.Error()
 	var he *HookError
 	if errors.As(err, &he) {
 		msg = strings.Replace(msg, he.Error(), fmt.Sprintf("hook %q: %v (its output is not logged)", he.Script, he.Err), 1)
+	}
+	// Longest first, so that a value inside another is not replaced in it first.
+	values := slices.SortedFunc(maps.Keys(r.FromEnv), func(a, b string) int { return len(b) - len(a) })
+	for _, v := range values {
+		msg = strings.ReplaceAll(msg, v, r.FromEnv[v])
 	}
 	return msg
 }

@@ -126,6 +126,7 @@ type Lease struct {
 	root  *Root
 	data  []byte
 	copy  string // the probe's scratch copy, removed with the lock if still there
+	live  *Live  // whose copy, if the host makes it while the run plans, ends before the lock
 	links string // the prefix of the probe's temporary links, removed with the lock
 }
 
@@ -153,7 +154,7 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 		}
 		if p.Missing || p.Locked {
 			if p.Locked {
-				l := &Lease{root: r, data: data}
+				l := &Lease{root: r, data: data, live: p.Live}
 				if p.Live != nil {
 					l.copy = p.Live.Copy
 				}
@@ -203,6 +204,13 @@ func (h Holder) here() bool {
 		h.Boot != "" && h.Boot == boot && h.PIDNS != "" && h.PIDNS == pidns
 }
 
+// hidden reports whether h ran on this machine, in this boot, but in a pid namespace this
+// process cannot see into: it may be alive, and nothing here can tell.
+func (h Holder) hidden() bool {
+	machine, boot, pidns := identity()
+	return h.Machine != "" && h.Machine == machine && h.Boot != "" && h.Boot == boot && h.PIDNS != pidns
+}
+
 // provablyGone is true only when the holder ran here (see here) and its process no longer
 // exists, or its pid now belongs to a process that started at another time. A holder that may
 // be alive elsewhere is never presumed dead: only 'ferry unlock' removes its lock.
@@ -237,6 +245,9 @@ func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
 // unlockScript removes the lock only if it is still the one l wrote, and the scratch copy the
 // probe made if it was not used.
 func (l *Lease) unlockScript(s *script) {
+	if l.live != nil {
+		l.live.cancelCopy()
+	}
 	if l.copy != "" {
 		s.trash = append(s.trash, l.copy)
 	}
@@ -253,7 +264,12 @@ func (l *Lease) unlockScript(s *script) {
 // heldScript adds to s a check that the lock is still this run's: a run whose lock another
 // run took over (its process here was gone, while its last script still ran on the host; or
 // the rare takeover that could not put a fresh lock back) stops before it changes anything more.
+//
+// A lock that is missing is waited for, up to 2 s: a takeover still running from a run killed
+// here (its script goes on after it) moves the lock aside to compare it, and puts back one
+// that is not the stale lock it meant.
 func (l *Lease) heldScript(s *script) {
+	s.line(`i=0; while [ ! -e "$R/.ferry/lock" ] && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done`)
 	s.line(`[ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ] || die "this run's lock was taken over by another run; it stops here"`)
 }
 
@@ -282,6 +298,12 @@ func (r *Root) Unlock(ctx context.Context, force bool) (*Holder, error) {
 		return p.Holder, &HintError{
 			Err:  fmt.Errorf("%w: the run that holds it is still alive on this machine", &LockedError{Root: r.Dir, Holder: p.Holder}),
 			Hint: fmt.Sprintf("let it finish or stop it (kill %d); 'ferry unlock --force' removes the lock anyway", p.Holder.PID),
+		}
+	}
+	if p.Holder.hidden() && !force {
+		return p.Holder, &HintError{
+			Err:  fmt.Errorf("%w: the run that holds it ran on this machine in another pid namespace (a container), where ferry cannot see whether it is alive", &LockedError{Root: r.Dir, Holder: p.Holder}),
+			Hint: "make sure that run has ended (look in that container), then 'ferry unlock --force'",
 		}
 	}
 	s := r.newScript()

@@ -51,7 +51,8 @@ type Upload struct {
 	Modes   []DirMode // final modes of directories, set after the stream
 	// The manifest travels in the stream: either whole (ManifestFull, a path of the stream), or
 	// as the lines to drop from Previous's manifest and the lines to add (ManifestDrop,
-	// ManifestAdd). ManifestSum is the SHA-256 the stored manifest must have.
+	// ManifestAdd). ManifestSum is the SHA-256 the stored manifest must have; one assembled
+	// from drop and add is checked against it.
 	ManifestFull, ManifestDrop, ManifestAdd, ManifestSum string
 	// Complete marks the release complete in the same request (no before_activate hooks) and
 	// prepares its activation with the hashes of SharedFiles.
@@ -177,8 +178,9 @@ func (r *Root) manifestScript(s *script, u *Upload) {
 		s.line(`{ if [ -s "$N/"` + q(u.ManifestDrop) + ` ]; then grep -v -x -F -f "$N/"` + q(u.ManifestDrop) + ` "$P"; else cat "$P"; fi; st=$?; cat "$N/"` + q(u.ManifestAdd) + `; } >"$T"`)
 		s.line(`[ "$st" -le 1 ] || die "cannot assemble the manifest from $P"`)
 		s.line(`rm -f "$N/"` + q(u.ManifestDrop) + ` "$N/"` + q(u.ManifestAdd))
+		// Assembled on the host from the previous release's: it must be the one ferry made.
+		s.line(`h=$(sha256sum <"$T"); if [ "${h%% *}" != ` + q(u.ManifestSum) + ` ]; then rm -f "$T"; die "the manifest stored on the host differs from the one ferry made"; fi`)
 	}
-	s.line(`h=$(sha256sum <"$T"); if [ "${h%% *}" != ` + q(u.ManifestSum) + ` ]; then rm -f "$T"; die "the manifest stored on the host differs from the one ferry made"; fi`)
 	// The manifest's mtime is the whole second before now: the next deploy asks the host for
 	// what changed since (find -newer), and BusyBox's find compares whole seconds, so anything
 	// written into the release from now on, by hooks, the app or a person, is newer on every
@@ -233,7 +235,13 @@ func (r *Root) linkSharedScript(s *script, id string, sp SharedPath) {
 	} else {
 		s.line(`  [ ! -d "$X" ] || die ` + q(fmt.Sprintf("link %s: the build has %s as a directory, but ferry.yaml lists it under shared.files", what, sp.Path)))
 	}
-	s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && mv "$X" "$S" || die ` + q("link "+what+": cannot seed shared/"+sp.Path))
+	seed := `mkdir -p ` + q(path.Dir(shared)) + ` && mv "$X" "$S"`
+	if !sp.IsDir {
+		// The build's file becomes one of shared/'s, where secrets go: the deploy user's only,
+		// unless ferry.yaml gives it a mode.
+		seed += ` && chmod go= "$S"`
+	}
+	s.line(`  ` + seed + ` || die ` + q("link "+what+": cannot seed shared/"+sp.Path))
 	s.line(`  note seeded ` + q(sp.Path))
 	s.line(`else`)
 	if sp.IsDir {
@@ -281,7 +289,7 @@ func (r *Root) Complete(ctx context.Context, id, manifestSum string, sharedFiles
 // unlock) runs in the same request.
 func (r *Root) Fail(ctx context.Context, id string, cause error, keep bool, w *Wrapup) (*Done, error) {
 	s := r.newScript()
-	s.event(Event{Type: EventFailed, Release: id, Error: forLog(cause)})
+	s.event(Event{Type: EventFailed, Release: id, Error: r.forLog(cause)})
 	s.line(`for f in "$R"/` + tempLinkGlob + `; do if [ -L "$f" ]; then rm -f "$f"; fi; done`)
 	if !keep {
 		r.killScript(s, id)

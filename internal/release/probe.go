@@ -11,6 +11,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/ferry-deploy/ferry/internal/host"
 )
 
 // ProbeOptions say what one probe of a root does besides reading its state.
@@ -100,6 +102,10 @@ type Live struct {
 	// Copy is the scratch copy of the release (ProbeOptions.Copy), or "". NoCopy is why it
 	// could not be made (hard links impossible there), or "".
 	Copy, NoCopy string
+	copyLater    bool          // the probe left the copy to the host's LinkCopier
+	copying      chan struct{} // closed when that copy has ended
+	stopCopy     func()        // cancels it
+	copyErr      string        // why it failed, read once copying is closed
 	// HasLinks is false for a release made by a version of ferry that recorded no shared
 	// links: it cannot be told from what was written into it since, so nothing of it is reused.
 	HasLinks bool
@@ -108,6 +114,50 @@ type Live struct {
 	ChangedDirs []string
 	Children    map[string]map[string]bool
 }
+
+// startCopy begins the copy that the probe left to the host (copylater), under the lock the
+// probe took: NoCopy says after WaitCopy why it failed.
+func (lv *Live) startCopy(ctx context.Context, r *Root) {
+	if !lv.copyLater || lv.copying != nil {
+		return
+	}
+	lc := r.Host.(host.LinkCopier)
+	ctx, cancel := context.WithCancel(ctx)
+	lv.copying, lv.stopCopy = make(chan struct{}), cancel
+	go func() {
+		defer close(lv.copying)
+		defer cancel()
+		if err := lc.LinkCopy(ctx, r.ReleaseDir(lv.ID), lv.Copy); err != nil {
+			lv.copyErr = err.Error()
+		}
+	}()
+}
+
+// WaitCopy waits for the copy of the live release to end, where the host makes it while the
+// caller plans, and returns NoCopy: why it could not be made, or "". Only one goroutine may
+// call it.
+func (lv *Live) WaitCopy() string {
+	if lv.copying != nil {
+		<-lv.copying
+		if lv.copyErr != "" {
+			lv.Copy, lv.NoCopy = "", lv.copyErr
+		}
+	}
+	return lv.NoCopy
+}
+
+// cancelCopy stops a copy still running and waits for its end: the lock it runs under is
+// about to go.
+func (lv *Live) cancelCopy() {
+	if lv.copying != nil {
+		lv.stopCopy()
+		<-lv.copying
+	}
+}
+
+// layoutPaths are the parts of a root's layout that must never be symlinks, relative to it.
+// Paths inside shared/ may be: an operator links shared/uploads to a second disk.
+const layoutPaths = `releases shared run .ferry .ferry/manifests .ferry/key .ferry/settled .ferry/log.jsonl .ferry/lock .ferry/proc`
 
 // nextPrefix names the scratch copies of releases/ (ProbeOptions.Copy), and trashPrefix the
 // releases being deleted. Both live in releases/ itself, so that moving one in or out is a
@@ -124,6 +174,16 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	s := r.newScript()
 	s.line("M=" + q(mark))
 	s.line(`sec() { printf '\n%s %s\n' "$M" "$1"; }`)
+	// ferry never follows a symlink in its own layout: a planted link would turn a cleanup into
+	// a delete elsewhere, or a write into one. Checked before anything is made.
+	s.line(`for d in ` + layoutPaths + `; do`)
+	s.line(`  if [ -L "$R/$d" ]; then h=; [ "$d" != shared ] || h=" (to keep shared state on another disk, link the paths inside shared/ instead, such as shared/uploads)"; die "$R/$d is a symlink: ferry does not follow symlinks in its own layout; remove it$h"; fi`)
+	s.line(`done`)
+	if o.Lock != nil || o.Create {
+		// What is in .ferry decides what ferry deletes and which processes it signals: it must
+		// be the deploying user's own, not another user's who could write there.
+		s.line(`if [ -d "$R/.ferry" ] && [ ! -O "$R/.ferry" ]; then die "$R/.ferry belongs to another user than $(id -un), who runs ferry: ferry acts on what is in it, so it must be yours (chown -R $(id -un) $R/.ferry, or run ferry as its owner)"; fi`)
+	}
 	s.line(`if [ ! -d "$R/releases" ]; then`)
 	if o.Create {
 		s.line(`  mkdir -p "$R/releases" || die ` + q("cannot create "+r.Dir+"/releases"))
@@ -136,11 +196,6 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	if o.Lock != nil || o.Create {
 		s.line(`mkdir -p "$R/shared" "$R/.ferry/manifests" || die "cannot create the layout under $R"`)
 	}
-	// ferry never follows a symlink in its own layout: a planted link would turn a cleanup into
-	// a delete elsewhere.
-	s.line(`for d in "$R/releases" "$R/.ferry" "$R/.ferry/manifests" "$R/.ferry/key" "$R/.ferry/settled"; do`)
-	s.line(`  if [ -L "$d" ]; then die "$d is a symlink: ferry does not follow symlinks in its own layout; remove it"; fi`)
-	s.line(`done`)
 	if o.Lock != nil || o.Create {
 		// .ferry is the deploy user's alone: the lock, the log with its hashes, and the key.
 		s.line(`chmod 700 "$R/.ferry" 2>/dev/null`)
@@ -226,7 +281,12 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 			// A release made by a version of ferry that kept no .links is not copied.
 			s.line(`  C="$R/releases/` + nextPrefix + randomSuffix() + `"`)
 			s.line(`  if [ -f "$R/.ferry/manifests/$id.links" ]; then`)
-			s.line(`    if e=$(cp -al "$R/releases/$id" "$C" 2>&1); then sec copy; printf '%s' "$C"; else rm -rf "$C"; sec nocopy; printf '%s' "$e" | head -n 1; fi`)
+			if _, ok := r.Host.(host.LinkCopier); ok {
+				// The host copies in process, while the caller plans (see Live.WaitCopy).
+				s.line(`    sec copylater; printf '%s' "$C"`)
+			} else {
+				s.line(`    if e=$(cp -al "$R/releases/$id" "$C" 2>&1); then sec copy; printf '%s' "$C"; else rm -rf "$C"; sec nocopy; printf '%s' "$e" | head -n 1; fi`)
+			}
 			s.line(`  fi`)
 		}
 		s.line(`fi`)
@@ -246,7 +306,7 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		hashNotes(s, o.SharedFiles)
 	}
 	if o.Processes {
-		s.line(`if [ -d "$R/.ferry/proc" ]; then`)
+		s.line(`if [ -d "$R/.ferry/proc" ] && [ ! -L "$R/.ferry/proc" ]; then`)
 		s.line(procFunctions)
 		s.line(`sec procs; for p in "$R/.ferry/proc/"*; do [ -f "$p" ] || continue; b=${p##*/}; case $b in *.tmp) continue ;; esac; set -- $(cat "$p") ""; ` +
 			`st=exited; if [ "$1" = supervised ]; then st=supervised; elif alive "$1" "$2"; then st=running; fi; case $b in *.stopping.*) [ $st = running ] || continue; st=draining ;; esac; printf '%s\000%s\000%s\000' "$b" "$1" "$st"; done`)
@@ -262,6 +322,9 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 	var p *Probe
 	if err == nil {
 		p, err = parseProbe(r, out, mark, o, linkPrefix)
+	}
+	if err == nil && p.Live != nil {
+		p.Live.startCopy(ctx, r)
 	}
 	if err != nil && o.Lock != nil {
 		// The probe may have taken the lock before it failed: give it back if it is ours.
@@ -357,6 +420,10 @@ func parseProbe(r *Root, out []byte, mark string, o ProbeOptions, linkPrefix str
 		lv.Stamp, _ = strconv.ParseInt(strings.TrimSpace(string(secs["stamp"])), 10, 64)
 		lv.Copy = string(secs["copy"])
 		lv.NoCopy = strings.TrimSpace(string(secs["nocopy"]))
+		if c, ok := secs["copylater"]; ok {
+			lv.Copy = string(c)
+			lv.copyLater = true
+		}
 		_, lv.HasLinks = secs["links"]
 		for _, d := range fields(secs["changeddirs"]) {
 			if d = strings.TrimPrefix(d, "./"); d != "." && d != "" {

@@ -53,7 +53,7 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // procFunctions are the shell functions of the scripts that start, check and stop processes.
 //
 // alive PID START: the process group PID led, when it started at START, still has a process
-// that is not a zombie. A pid in use by a process that started at another time means ours is
+// that is not a zombie. PID is a number above 1 (kill -1 would signal every process). A pid in use by a process that started at another time means ours is
 // gone (a pid is not reused while its group has members).
 //
 // linked NAME: the release <root>/NAME.sock points at ("" for none).
@@ -65,11 +65,11 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // TENTHS tenths of a second. All of it starts before anything is printed: a run whose
 // connection is gone still finishes it. While it waits it asks kill -0 of the group, which
 // costs nothing; a group's number is not reused while one of its processes is left.
-const procFunctions = `alive() { [ -n "$2" ] || return 1; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
+const procFunctions = `alive() { [ -n "$2" ] || return 1; case $1 in ''|*[!0-9]*|0|1) return 1 ;; esac; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
 	`if [ -n "$a" ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" != "$2" ]; then return 1; fi; ` +
 	`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") { f = 1; exit } } END { exit !f }'; }
 linked() { l=$(readlink "$R/$1.sock" 2>/dev/null) || return 0; l=${l#run/$1.}; printf '%s' "${l%%.*}"; }
-stop1() { set -- "$1" "$2" "$3" $(cat "$1" 2>/dev/null); alive "$4" "$5" || { rm -f "$1"; [ -z "$6" ] || rm -f "$R/$6"; return 1; }; ` +
+stop1() { set -- "$1" "$2" "$3" $(cat "$1" 2>/dev/null); alive "$4" "$5" || { rm -f "$1"; case $6 in run/*/*|*..*) ;; run/?*) rm -f "$R/$6" ;; esac; return 1; }; ` +
 	`mv -f "$1" "$1.stopping.$4" && touch "$1.stopping.$4" || return 1; ` +
 	`( f="$1.stopping.$4"; t=$3; i=0; sleep 1; alive "$4" "$5" && kill -$2 "-$4" 2>/dev/null; while kill -0 "-$4" 2>/dev/null && [ $i -lt $t ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done; ` +
 	`alive "$4" "$5" && kill -KILL "-$4" 2>/dev/null; rm -f "$f" ) </dev/null >/dev/null 2>&1 & }`
@@ -238,7 +238,7 @@ func (r *Root) killScript(s *script, id string) {
 // dropped before it started; a reboot) is finished here. Only a run that holds the lock may run
 // it: another run's new process is neither current nor linked until its swap.
 func (r *Root) stopStaleScript(s *script) {
-	s.line(`if [ -d "$R/.ferry/proc" ]; then`)
+	s.line(`if [ -d "$R/.ferry/proc" ] && [ ! -L "$R/.ferry/proc" ]; then`)
 	s.line(`trap '' PIPE`)
 	s.line(procFunctions)
 	s.line(`cur=$(readlink "$R/current" 2>/dev/null); cur=${cur#releases/}`)
@@ -275,7 +275,7 @@ func (r *Root) stopStaleScript(s *script) {
 // still runs (one that drains its last requests, or one that never stopped). A later run
 // removes the release.
 func (r *Root) runningScript(id string) string {
-	return procFunctions + "\n" + `busy=; if [ -d "$R/.ferry/proc" ]; then for f in "$R/.ferry/proc/"*.` + q(id) + ` "$R/.ferry/proc/"*.` + q(id) + `.stopping.*; do ` +
+	return procFunctions + "\n" + `busy=; if [ -d "$R/.ferry/proc" ] && [ ! -L "$R/.ferry/proc" ]; then for f in "$R/.ferry/proc/"*.` + q(id) + ` "$R/.ferry/proc/"*.` + q(id) + `.stopping.*; do ` +
 		`[ -f "$f" ] || continue; set -- $(cat "$f"); b=${f##*/}; case $b in *.stopping.*) [ "$1" != supervised ] || busy=${b%%.*} ;; esac; if alive "$1" "$2"; then busy=${b%%.*}; fi; done; fi`
 }
 

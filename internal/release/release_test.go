@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -480,6 +481,16 @@ func TestLockHeldFromAnotherPIDNamespaceIsNotTakenOver(t *testing.T) {
 	if _, err := lock(t, r, CurrentHolder("ferry deploy"), 0, logf(t)); !errors.Is(err, ErrLocked) {
 		t.Fatalf("the lock of a run in pid namespace %s was taken over: %v", ns, err)
 	}
+	// Nor does 'ferry unlock' remove it without --force: whether it is alive cannot be seen.
+	if _, err := r.Unlock(context.Background(), false); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "another pid namespace") {
+		t.Fatalf("unlock of a run in another pid namespace: %v; want it refused", err)
+	}
+	if _, err := r.Unlock(context.Background(), true); err != nil {
+		t.Fatalf("unlock --force: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(r.Dir, ".ferry", "lock")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the lock is still there after unlock --force: %v", err)
+	}
 }
 
 // 'ferry unlock' keeps the lock of a run still alive on this machine unless forced.
@@ -657,5 +668,60 @@ func TestSwapFailsWhenTheNewProcessDiedAfterItAnswered(t *testing.T) {
 	}
 	if link, _ := os.Readlink(filepath.Join(r.Dir, "app.sock")); link != "run/app.20260101-000000.sock" {
 		t.Fatalf("app.sock -> %q, want the live release's socket", link)
+	}
+}
+
+// A process record naming pid 1 (or 0, or not a number) is never a process of ferry's: a stop
+// would be kill -TERM -1, every process there is.
+func TestAliveNeverCountsPIDOne(t *testing.T) {
+	for _, pid := range []string{"1", "0", "-1", "1x", ""} {
+		out, _ := exec.Command("sh", "-c", procFunctions+"\n"+`alive "$1" "$(sed 's/^.*) //' /proc/1/stat | cut -d' ' -f20)" && echo alive`, "sh", pid).CombinedOutput()
+		if strings.Contains(string(out), "alive") {
+			t.Errorf("alive %q counts as a process of ferry's: a stop would signal every process", pid)
+		}
+	}
+	// And the check itself works: this test's own process group is alive.
+	pgid, _ := syscall.Getpgid(os.Getpid())
+	if pgid > 1 {
+		out, _ := exec.Command("sh", "-c", procFunctions+"\n"+`alive "$1" "$(sed 's/^.*) //' /proc/$1/stat | cut -d' ' -f20)" && echo alive`, "sh", strconv.Itoa(pgid)).CombinedOutput()
+		if !strings.Contains(string(out), "alive") {
+			t.Errorf("alive %d (this test's group) = %q, want alive", pgid, out)
+		}
+	}
+}
+
+// A run's check that it still holds its lock waits for a lock that a takeover moved aside to
+// compare and then put back (a killed run's takeover script goes on after it): the run goes on.
+// One that is not put back, or comes back as another run's, stops it.
+func TestHeldWaitsForALockATakeoverPutsBack(t *testing.T) {
+	r := newRoot(t)
+	_, lease, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, ProbeOptions{}, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(r.Dir, ".ferry", "lock")
+	aside := lockPath + ".stale-test"
+	held := func() error {
+		s := r.newScript()
+		lease.heldScript(s)
+		_, err := s.run(context.Background())
+		return err
+	}
+	if err := os.Rename(lockPath, aside); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- held() }()
+	time.Sleep(300 * time.Millisecond) // the takeover's compare, while held waits
+	if err := os.Link(aside, lockPath); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(aside)
+	if err := <-done; err != nil {
+		t.Fatalf("a lock put back within the wait: %v", err)
+	}
+	os.WriteFile(lockPath, []byte(`{"pid":1}`), 0o600)
+	if err := held(); err == nil || !strings.Contains(err.Error(), "taken over") {
+		t.Fatalf("another run's lock: %v, want the run stopped", err)
 	}
 }

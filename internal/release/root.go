@@ -32,6 +32,9 @@ type Root struct {
 	// Sockets are the socket services on this host (see Socket): swaps move their links,
 	// removals keep a release whose process runs, and a run's unlock stops stale processes.
 	Sockets []Socket
+	// FromEnv maps values that came from the deployer's environment (a CI secret in a hook's
+	// command) to what the log writes instead: "{{env.NAME}}".
+	FromEnv map[string]string
 	// renameWait is how long a swap's finish waits for its rename (see Swap.Commit); zero is
 	// 10 s. Tests shorten it.
 	renameWait time.Duration
@@ -173,3 +176,6 @@ func kind(isDir bool) string {
 	}
 	return "file"
 }
+
+// TempLinkGlob is the sh glob that matches the temporary links of swaps, relative to the root.
+func TempLinkGlob() string { return tempLinkGlob }
