@@ -30,6 +30,7 @@ hosts:
 # - ssh: deploy@web1.example.com:22
 #   roles: [web, migrate]
 #   root: /var/www/example.com # a host may override root
+#   vars: {port: "8082"}       # and {{vars}}: its hooks, services and health check see its values
 hooks:
   before_activate:             # run in the new release before the swap; a failure aborts the deploy
     - run: echo "preparing $FERRY_RELEASE"

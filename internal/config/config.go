@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goccy/go-yaml/ast"
 	"github.com/goccy/go-yaml/lexer"
 	"github.com/goccy/go-yaml/parser"
 )
@@ -50,6 +51,8 @@ type Config struct {
 	Dir string `yaml:"-"`
 	// File is the path the config was read from.
 	File string `yaml:"-"`
+
+	hostConfigs []*Config // by host index, for hosts with vars of their own (see ForHost)
 }
 
 // Build is a command run on the deploying machine before the upload; Output is then shipped.
@@ -97,6 +100,7 @@ type Host struct {
 	Roles []string `yaml:"roles"`
 	Root  string   `yaml:"root"`
 	Name  string   `yaml:"name"`
+	// Vars (hosts: [{ssh: web1, vars: {...}}]) are read before decoding: see hostvars.go.
 }
 
 // Count is keep_releases, a whole number: 1.9 or "3" is an error, not 1 or 3.
@@ -301,23 +305,39 @@ func ParseWith(file string, data []byte, o Options) (cfg *Config, err error) {
 	if body, d.vars, err = d.takeVars(body); err != nil {
 		return nil, err
 	}
+	body, hostVars, err := d.takeHostVars(body)
+	if err != nil {
+		return nil, err
+	}
+	c, err := d.build(body, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.perHost(c, body, hostVars, o); err != nil {
+		return nil, err
+	}
+	c.FromEnv = d.fromEnv
+	return c, nil
+}
+
+// build decodes body into a config, fills in the defaults and validates it.
+func (d *decoder) build(body ast.Node, o Options) (*Config, error) {
 	var c Config
 	if err := d.decode(body, reflect.ValueOf(&c).Elem(), "$"); err != nil {
 		return nil, err
 	}
 	c.Environment = o.Environment
-	c.FromEnv = d.fromEnv
 	for _, e := range c.Shared.FileEntries {
 		c.Shared.Files = append(c.Shared.Files, e.Path)
 	}
 	for _, e := range c.Shared.DirEntries {
 		c.Shared.Dirs = append(c.Shared.Dirs, e.Path)
 	}
-	abs, err := filepath.Abs(file)
+	abs, err := filepath.Abs(d.file)
 	if err != nil {
-		return nil, &Error{File: file, Msg: err.Error()}
+		return nil, &Error{File: d.file, Msg: err.Error()}
 	}
-	c.File = file
+	c.File = d.file
 	c.Dir = filepath.Dir(abs)
 	if c.Hosts == nil {
 		c.Hosts = []Host{{Local: true}}

@@ -161,6 +161,7 @@ type decoder struct {
 	environment string
 	getenv      func(string) (string, bool)
 	fromEnv     map[string]string // see Config.FromEnv
+	hostOnly    map[string]string // variables some host defines, to the key that does
 }
 
 func newDecoder(file string, body ast.Node, tokens, size int) *decoder {

@@ -150,26 +150,36 @@ func (d *decoder) takeVars(body ast.Node) (ast.Node, map[string]string, error) {
 	}
 	kv := top.Values[i]
 	rest := withValues(top, slices.Delete(slices.Clone(top.Values), i, i+1))
-	n, err := d.resolve(kv.Value)
+	vars, err := d.varsOf(kv.Value, "vars")
 	if err != nil {
 		return nil, nil, err
+	}
+	return rest, vars, nil
+}
+
+// varsOf reads a vars mapping (at key): names to scalars, which may use {{env.NAME}} and
+// {{environment}}.
+func (d *decoder) varsOf(node ast.Node, key string) (map[string]string, error) {
+	n, err := d.resolve(node)
+	if err != nil {
+		return nil, err
 	}
 	vars := map[string]string{}
 	switch m := n.(type) {
 	case *ast.NullNode:
-		return rest, vars, nil
+		return vars, nil
 	case *ast.MappingNode:
 		for _, v := range m.Values {
 			name := d.keyName(v.Key)
 			if !varName.MatchString(name) {
-				return nil, nil, d.errorf(v.Key, "vars: %s is not a variable name: use letters, digits and _, starting with a letter", quote(name))
+				return nil, d.errorf(v.Key, "%s: %s is not a variable name: use letters, digits and _, starting with a letter", key, quote(name))
 			}
 			if slices.Contains(runtimeVars, name) || name == "environment" || name == "env" {
-				return nil, nil, d.errorf(v.Key, "vars: %s is ferry's own variable; choose another name", quote(name))
+				return nil, d.errorf(v.Key, "%s: %s is ferry's own variable; choose another name", key, quote(name))
 			}
 			val, err := d.resolve(v.Value)
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			var s string
 			switch t := val.(type) {
@@ -178,16 +188,16 @@ func (d *decoder) takeVars(body ast.Node) (ast.Node, map[string]string, error) {
 			case *ast.IntegerNode, *ast.FloatNode, *ast.BoolNode:
 				s = t.GetToken().Value
 			default:
-				return nil, nil, d.errorf(v.Value, "vars.%s: expected a value such as \"8080\", got %s", name, describe(val))
+				return nil, d.errorf(v.Value, "%s.%s: expected a value such as \"8080\", got %s", key, name, describe(val))
 			}
-			if s, err = d.substitute(s, v.Value, "vars."+name); err != nil {
-				return nil, nil, err
+			if s, err = d.substitute(s, v.Value, key+"."+name); err != nil {
+				return nil, err
 			}
 			vars[name] = s
 		}
-		return rest, vars, nil
+		return vars, nil
 	default:
-		return nil, nil, d.errorf(kv.Value, "vars: expected a mapping of names to values, such as {port: \"8080\"}, got %s", describe(n))
+		return nil, d.errorf(node, "%s: expected a mapping of names to values, such as {port: \"8080\"}, got %s", key, describe(n))
 	}
 }
 
@@ -228,7 +238,11 @@ func (d *decoder) substitute(s string, at ast.Node, key string) (string, error) 
 			if len(d.vars) > 0 {
 				defined = strings.Join(sortedKeys(d.vars), ", ")
 			}
-			err = d.errorf(at, "%s: unknown variable %s: define it under vars (defined: %s), or use {{env.NAME}} for the environment", key, m, defined)
+			if where, ok := d.hostOnly[name]; ok {
+				err = d.errorf(at, "%s: unknown variable %s: %s defines it, but a host's vars only override the file's; give it a default under vars", key, m, where)
+			} else {
+				err = d.errorf(at, "%s: unknown variable %s: define it under vars (defined: %s), or use {{env.NAME}} for the environment", key, m, defined)
+			}
 		}
 		return v
 	})

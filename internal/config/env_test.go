@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ environments:
     vars: {port: "8081"}
   production:
     hosts:
-      - {ssh: web1, roles: [web]}
+      - {ssh: web1, roles: [web], vars: {port: "8082"}}
       - {ssh: web2, roles: [web]}
     health: {timeout: 20s}
 `
@@ -60,6 +61,44 @@ func TestEnvironmentsMergeAndVariablesExpand(t *testing.T) {
 	want = []string{"/srv/www/example.com", "web1", "web2", "http://127.0.0.1:8080/healthz", "20s", `echo "production on 8080; token s3cret; {{.Names}}"`}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("production (-want +got):\n%s", diff)
+	}
+	// web1's vars override the file's for web1 alone: its health check and hooks use its port.
+	web1, web2 := prod.ForHost(0), prod.ForHost(1)
+	got = []string{web1.Health.URL, web1.Hooks.BeforeActivate[0].Run, web2.Health.URL, web1.Hosts[0].SSH, time.Duration(web1.Health.Timeout).String()}
+	want = []string{"http://127.0.0.1:8082/healthz", `echo "production on 8082; token s3cret; {{.Names}}"`, "http://127.0.0.1:8080/healthz", "web1", "20s"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("production per host (-want +got):\n%s", diff)
+	}
+	if staging.ForHost(0) != staging {
+		t.Errorf("a host without vars of its own has a config of its own")
+	}
+}
+
+// A host's vars may change what runs on it and its root, nothing the fleet shares; a variable
+// only a host defines has no value elsewhere.
+func TestHostVariableErrors(t *testing.T) {
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"changes the source", "root: /srv\nsource: ./{{dir}}\nvars: {dir: build}\nhosts:\n  - {ssh: web1, vars: {dir: other}}\n",
+			"ferry.yaml:5:17: hosts[0].vars: they change source, which must be the same on every host; only root, hooks, services, health may differ per host"},
+		{"only a host defines it", "root: /srv\nsource: .\nhealth: {url: \"http://127.0.0.1:{{port}}/\"}\nhosts:\n  - {ssh: web1, vars: {port: 1}}\n",
+			"ferry.yaml:3:15: health.url: unknown variable {{port}}: hosts[0].vars defines it, but a host's vars only override the file's; give it a default under vars"},
+		{"not a mapping", "root: /srv\nsource: .\nhosts:\n  - {ssh: web1, vars: [a]}\n", "ferry.yaml:4:23: hosts[0].vars: expected a mapping of names to values"},
+		{"bad name", "root: /srv\nsource: .\nhosts:\n  - {ssh: web1, vars: {release: x}}\n", `hosts[0].vars: "release" is ferry's own variable`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("ferry.yaml", []byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v\nwant it to contain %q", err, tc.want)
+			}
+		})
+	}
+	// The root may differ: it becomes the host's own.
+	c, err := Parse("ferry.yaml", []byte("root: /srv/{{site}}\nsource: .\nvars: {site: a}\nhosts:\n  - {ssh: web1}\n  - {ssh: web2, vars: {site: b}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := []string{c.Root, c.Hosts[0].Root, c.Hosts[1].Root}; !slices.Equal(got, []string{"/srv/a", "", "/srv/b"}) {
+		t.Errorf("roots = %q", got)
 	}
 }
 

@@ -36,7 +36,7 @@ type move struct {
 // services are told again; the error says so.
 func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind string, undo bool, rep Reporter) error {
 	for _, m := range moves {
-		if changed := release.ChangedShared(m.last, m.swap.Shared()); len(changed) > 0 && hasRestart(cfg) {
+		if changed := release.ChangedShared(m.last, m.swap.Shared()); len(changed) > 0 && hasRestart(m.Cfg) {
 			m.restart = true
 			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
 		}
@@ -44,7 +44,7 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 	// With nothing after the swap that can fail, a single host ends its run in the swap's last
 	// request. A fleet does not: a host whose finish fails puts every host back, and a host
 	// must hold its lock while it may be swapped back.
-	followed := len(cfg.Services) > 0 || cfg.Health != nil || len(moves) > 1
+	followed := len(moves) > 1 || slices.ContainsFunc(moves, func(m *move) bool { return len(m.Cfg.Services) > 0 || m.Cfg.Health != nil })
 	// The swaps go out on every host at once, whatever --parallel says: each is one round
 	// trip, so the fleet runs mixed releases for as short a time as the slowest takes.
 	start := time.Now()
@@ -77,16 +77,16 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 		}
 		return err
 	}
-	if cfg.Health == nil {
-		return nil
-	}
 	err = eachMove(moves, func(m *move) error {
+		if m.Cfg.Health == nil {
+			return nil
+		}
 		start := time.Now()
-		resp, err := service.Poll(ctx, m.Root.Host.DialContext, healthCheck(cfg), to)
+		resp, err := service.Poll(ctx, m.Root.Host.DialContext, healthCheck(m.Cfg), to)
 		if err != nil {
 			return err
 		}
-		rep.Step(m.Name, "health", fmt.Sprintf("%s: %d", cfg.Health.URL, resp.Status), time.Since(start))
+		rep.Step(m.Name, "health", fmt.Sprintf("%s: %d", m.Cfg.Health.URL, resp.Status), time.Since(start))
 		return nil
 	})
 	if err != nil {
@@ -145,7 +145,7 @@ var ErrRolledBack = errors.New("rolled back")
 
 func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart bool, rep Reporter) error {
 	var services []service.Service
-	for _, s := range servicesOn(cfg, m.Target) {
+	for _, s := range servicesOn(m.Target) {
 		if !s.Socket() { // moved with the swap
 			services = append(services, service.Service{Name: s.Name, Reload: s.Reload, Restart: s.Restart, RestartAlways: s.RestartAlways})
 		}
@@ -163,9 +163,9 @@ func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart
 }
 
 // servicesOn is the services that run on t: those limited to roles t has none of are left out.
-func servicesOn(cfg *config.Config, t *Target) []config.Service {
+func servicesOn(t *Target) []config.Service {
 	var out []config.Service
-	for _, s := range cfg.Services {
+	for _, s := range t.Cfg.Services {
 		if hasRole(t, s.Roles) {
 			out = append(out, s)
 		}
@@ -192,11 +192,11 @@ func healthCheck(cfg *config.Config) service.Check {
 // forwarded connection the check is made through. It is found before the swap, so a deploy
 // is not swapped and then rolled back for it. Anything else (nothing listens yet, on a first
 // deploy) is for the check itself to judge.
-func healthReachable(ctx context.Context, cfg *config.Config, t *Target) error {
-	if cfg.Health == nil {
+func healthReachable(ctx context.Context, t *Target) error {
+	if t.Cfg.Health == nil {
 		return nil
 	}
-	u, err := url.Parse(cfg.Health.URL)
+	u, err := url.Parse(t.Cfg.Health.URL)
 	if err != nil {
 		return nil // refused at load
 	}
@@ -207,7 +207,7 @@ func healthReachable(ctx context.Context, cfg *config.Config, t *Target) error {
 	c, err := t.Root.Host.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
 	if errors.Is(err, host.ErrNoForwarding) {
 		return &release.HintError{
-			Err:  fmt.Errorf("health check %s: %w", cfg.Health.URL, err),
+			Err:  fmt.Errorf("health check %s: %w", t.Cfg.Health.URL, err),
 			Hint: "ferry makes the health check through the SSH connection: allow forwarding for the deploy user (Match User <user> with AllowTcpForwarding local), or remove health: from ferry.yaml",
 		}
 	}

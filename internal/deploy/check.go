@@ -225,7 +225,7 @@ func (c *checker) userData() {
 // forwarding finds a host whose sshd refuses the connections the health check is made through.
 func (c *checker) forwarding() {
 	var he *release.HintError
-	if err := healthReachable(c.ctx, c.cfg, c.t); errors.As(err, &he) {
+	if err := healthReachable(c.ctx, c.t); errors.As(err, &he) {
 		c.add(check.Error, "health-forwarding", he.Error()+": every deploy would fail before its swap", he.Hint)
 	}
 }
@@ -234,7 +234,7 @@ func (c *checker) forwarding() {
 // restart, and a restart of PHP-FPM (SIGUSR2, its graceful reload, finishes requests in flight;
 // a restart stops every worker at once).
 func (c *checker) services() {
-	for _, s := range servicesOn(c.cfg, c.t) {
+	for _, s := range servicesOn(c.t) {
 		fpm := strings.Contains(s.Reload+s.Restart, "fpm")
 		switch {
 		case strings.Contains(s.Reload, "restart"):
@@ -254,7 +254,7 @@ func (c *checker) services() {
 // is 0 (the default): a reload (SIGUSR2) then kills the workers at once, and requests in flight
 // get 502 (20 reloads under load here: 30 × 502; with 10s: none).
 func (c *checker) fpmControlTimeout() {
-	if !slices.ContainsFunc(servicesOn(c.cfg, c.t), func(s config.Service) bool { return strings.Contains(s.Reload+s.Restart, "fpm") }) {
+	if !slices.ContainsFunc(servicesOn(c.t), func(s config.Service) bool { return strings.Contains(s.Reload+s.Restart, "fpm") }) {
 		return
 	}
 	out, err := c.sh(`for f in /etc/php/*/fpm/php-fpm.conf /etc/php-fpm.conf /usr/local/etc/php-fpm.conf; do [ -r "$f" ] && printf '%s\t%s\n' "$f" "$(sed -n 's/^[[:space:]]*process_control_timeout[[:space:]]*=[[:space:]]*//p' "$f" | tail -n 1)"; done; true`)
@@ -377,7 +377,7 @@ func (c *checker) nginx() {
 		c.add(check.Info, "nginx-unreadable", fmt.Sprintf("could not read nginx's configuration with %q", c.cfg.Check.Nginx), "set check.nginx to a command that prints it (e.g. sudo nginx -T)")
 		return
 	}
-	reloads := slices.ContainsFunc(c.cfg.Services, func(s config.Service) bool {
+	reloads := slices.ContainsFunc(c.t.Cfg.Services, func(s config.Service) bool {
 		return strings.Contains(s.Reload+s.Restart, "nginx")
 	})
 	root := c.t.Root.Dir
@@ -410,7 +410,7 @@ func (c *checker) opcache() {
 	if err != nil || strings.TrimSpace(out) != "0" {
 		return
 	}
-	if !slices.ContainsFunc(c.cfg.Services, func(s config.Service) bool { return strings.Contains(s.Reload+s.Restart, "php") }) {
+	if !slices.ContainsFunc(c.t.Cfg.Services, func(s config.Service) bool { return strings.Contains(s.Reload+s.Restart, "php") }) {
 		c.add(check.Warning, "opcache-no-reload", "opcache.validate_timestamps=0 and no service reloads PHP-FPM: compiled code of old paths stays until a reload", "add services: [{name: php-fpm, reload: ...}], or serve PHP through $realpath_root")
 	}
 }

@@ -331,7 +331,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	err = eachOf(runs, 0, func(run *hostRun) error {
 		// While the release is prepared: can the health check reach the host at all?
 		reach := make(chan error, 1)
-		go func() { reach <- healthReachable(ctx, cfg, run.Target) }()
+		go func() { reach <- healthReachable(ctx, run.Target) }()
 		err := run.prepare(ctx, cfg, opts, id, user, src, full, shared, cache, run.Target == onceHost, rep)
 		if rerr := <-reach; err == nil {
 			err = rerr
@@ -371,7 +371,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	moves := make([]*move, len(runs))
 	for i, run := range runs {
 		moves[i] = &move{Target: run.Target, from: run.state.Current, last: run.state.LastShared, swap: run.swap}
-		if len(hooksOn(cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost)) == 0 {
+		if len(hooksOn(run.Target.Cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost)) == 0 {
 			moves[i].wrapup = run.wrapup(cfg, id)
 		}
 	}
@@ -384,7 +384,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 	// unlocks, and says what did not run.
 	_ = eachOf(runs, 0, func(run *hostRun) error {
 		m := moves[slices.Index(runs, run)]
-		for _, h := range hooksOn(cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost) {
+		for _, h := range hooksOn(run.Target.Cfg.Hooks.AfterActivate, run.Target, run.Target == onceHost) {
 			if ctx.Err() != nil {
 				rep.Warn(run.Name, fmt.Sprintf("interrupted: after_activate hook %q did not run", h.Run))
 				continue

@@ -71,13 +71,13 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 			}
 			warned = true
 		}
-		for _, h := range hooksOn(cfg.Hooks.BeforeActivate, t, t == once) {
+		for _, h := range hooksOn(t.Cfg.Hooks.BeforeActivate, t, t == once) {
 			p.Hooks = append(p.Hooks, h.Run)
 		}
-		for _, h := range hooksOn(cfg.Hooks.AfterActivate, t, t == once) {
+		for _, h := range hooksOn(t.Cfg.Hooks.AfterActivate, t, t == once) {
 			p.After = append(p.After, h.Run)
 		}
-		for _, sv := range servicesOn(cfg, t) {
+		for _, sv := range servicesOn(t) {
 			var what string
 			switch {
 			case sv.Socket():
@@ -93,7 +93,7 @@ func dryRun(cfg *config.Config, targets []*Target, full *transfer.Manifest, star
 			}
 			p.Services = append(p.Services, sv.Name+": "+what)
 		}
-		if h := cfg.Health; h != nil {
+		if h := t.Cfg.Health; h != nil {
 			p.Health = fmt.Sprintf("GET %s, expect %d", h.URL, h.ExpectStatus)
 			if h.Contains != "" {
 				p.Health += fmt.Sprintf(" with %q in the body", h.Contains)

@@ -52,8 +52,8 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 		}
 		var check *service.Check
 		timeout := DefaultReadyTimeout
-		if cfg.Health != nil {
-			c := healthCheck(cfg)
+		if t.Cfg.Health != nil {
+			c := healthCheck(t.Cfg)
 			check, timeout = &c, c.Timeout
 		}
 		// A socket that exists while the SSH server fails every connection to it until the

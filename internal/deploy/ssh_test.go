@@ -36,6 +36,12 @@ type fleet struct {
 
 func newFleet(t *testing.T, n int, extra string) *fleet {
 	t.Helper()
+	return newFleetOf(t, n, nil, extra)
+}
+
+// newFleetOf is newFleet with what hostExtra(i) adds to host i's mapping (indented as its keys).
+func newFleetOf(t *testing.T, n int, hostExtra func(i int) string, extra string) *fleet {
+	t.Helper()
 	client := webtest.NewSSHClient(t)
 	f := &fleet{}
 	var hosts strings.Builder
@@ -57,6 +63,9 @@ func newFleet(t *testing.T, n int, extra string) *fleet {
 		role := ""
 		if i == 1 {
 			role = "\n    roles: [web, migrate]"
+		}
+		if hostExtra != nil {
+			role += hostExtra(i)
 		}
 		fmt.Fprintf(&hosts, "  - ssh: %s\n    root: %s%s\n", name, root, role)
 	}
@@ -524,6 +533,34 @@ services:
 		}
 		if _, err := os.Stat(filepath.Join(dir, name+"-after")); err != nil {
 			t.Errorf("%s: the hook without roles did not run: %v", name, err)
+		}
+	}
+}
+
+// A host's vars override the file's for that host: its hooks, its services and its health check
+// see its own values, and the others the file's.
+func TestSSHVariablesPerHost(t *testing.T) {
+	f := newFleetOf(t, 2, func(i int) string {
+		if i == 0 {
+			return "\n    vars: {port: \"8082\"}"
+		}
+		return ""
+	}, `vars: {port: "8080"}
+hooks:
+  before_activate:
+    - run: echo {{port}} >port.txt
+services:
+  - name: app
+    reload: echo {{port}} >"$FERRY_ROOT/../$FERRY_HOST-reloaded"
+`)
+	id := f.mustDeployFleet()
+	dir := filepath.Dir(f.roots[0])
+	for i, want := range []string{"8082", "8080"} {
+		if got := strings.TrimSpace(string(mustRead(t, filepath.Join(f.roots[i], "releases", id, "port.txt")))); got != want {
+			t.Errorf("%s: the hook saw port %q, want %q", f.names[i], got, want)
+		}
+		if got := strings.TrimSpace(string(mustRead(t, filepath.Join(dir, f.names[i]+"-reloaded")))); got != want {
+			t.Errorf("%s: the service saw port %q, want %q", f.names[i], got, want)
 		}
 	}
 }

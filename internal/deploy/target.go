@@ -38,7 +38,10 @@ type Target struct {
 	Name  string
 	Roles []string
 	Root  *release.Root
-	spec  config.Host
+	// Cfg is the config as this host sees it: the file decoded with the host's own vars, if it
+	// has any (hooks, services and the health check may differ per host).
+	Cfg  *config.Config
+	spec config.Host
 }
 
 // Options common to the commands.
@@ -72,7 +75,7 @@ func connect(ctx context.Context, cfg *config.Config, opts Options, warmUpload, 
 // selectTargets returns the hosts of cfg that opts selects, not connected yet.
 func selectTargets(cfg *config.Config, opts Options) ([]*Target, error) {
 	var targets []*Target
-	for _, hc := range cfg.Hosts {
+	for i, hc := range cfg.Hosts {
 		name := hc.DisplayName()
 		if len(opts.Hosts) > 0 && !slices.Contains(opts.Hosts, name) {
 			continue
@@ -81,9 +84,9 @@ func selectTargets(cfg *config.Config, opts Options) ([]*Target, error) {
 		if hc.Root != "" {
 			root = hc.Root
 		}
-		t := &Target{Name: name, Roles: hc.Roles, Root: release.New(nil, root), spec: hc}
+		t := &Target{Name: name, Roles: hc.Roles, Root: release.New(nil, root), Cfg: cfg.ForHost(i), spec: hc}
 		t.Root.Environment, t.Root.FromEnv = cfg.Environment, cfg.FromEnv
-		for _, sv := range servicesOn(cfg, t) {
+		for _, sv := range servicesOn(t) {
 			if sv.Socket() {
 				t.Root.Sockets = append(t.Root.Sockets, release.Socket{Name: sv.Name, Start: sv.Start, Stop: sv.Stop, Signal: sv.StopSignal, Drain: time.Duration(*sv.Drain)})
 			}

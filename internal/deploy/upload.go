@@ -88,7 +88,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	for _, d := range changes.Modes {
 		u.Modes = append(u.Modes, release.DirMode{Path: d.Path, Mode: d.Mode})
 	}
-	hooks := hooksOn(cfg.Hooks.BeforeActivate, run.Target, once)
+	hooks := hooksOn(run.Target.Cfg.Hooks.BeforeActivate, run.Target, once)
 	u.Complete = len(hooks) == 0
 
 	// Upload: one request that copies the previous release as hard links, unpacks what changed
