@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferry-deploy/ferry/internal/deploy"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 	"golang.org/x/term"
@@ -81,20 +82,29 @@ func (r *reporter) Progress(host string, total int64) (func(int64), func()) {
 	}
 }
 
-// Step implements deploy.Reporter. The message is one line: anything in it that came from the
-// host (a release id read from current) or spans lines (a hook's script) is escaped.
-func (r *reporter) Step(host, step, msg string, took time.Duration) {
+// Step implements deploy.Reporter: a line in words (see describe), or with --json the step's
+// fields and those words. The line is one line: anything in it that came from the host (a
+// release id read from current) or spans lines (a hook's script) is escaped.
+func (r *reporter) Step(s deploy.Step) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.endLine(host)
+	r.endLine(s.Host)
+	msg := describe(s)
 	if r.events != nil {
-		_ = r.events.Encode(event{Type: "step", Host: host, Step: step, Message: msg, TookNS: int64(took)})
+		_ = r.events.Encode(stepEvent{Type: "step", Step: s, Message: msg})
 		return
 	}
 	if r.quiet {
 		return
 	}
-	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", host, step, printable(msg), round(took))
+	fmt.Fprintf(r.out(), "%-6s %-9s %s (%s)\n", s.Host, s.Kind, printable(msg), round(s.Took))
+}
+
+// stepEvent is a step as a JSON line: its fields, and the words a person reads for it.
+type stepEvent struct {
+	Type string `json:"type"`
+	deploy.Step
+	Message string `json:"message"`
 }
 
 // Warn implements deploy.Reporter. A warning may carry a hook's output over several lines, so
@@ -151,11 +161,9 @@ func (r *reporter) line(host string, l []byte) {
 // event is a JSON line of --json: what happened, on which host, as it happened. The last line
 // of a deploy, rollback or cleanup is its result (type "result").
 type event struct {
-	Type    string `json:"type"` // step, warning, output
+	Type    string `json:"type"` // warning, output (a step is a stepEvent)
 	Host    string `json:"host"`
-	Step    string `json:"step,omitempty"`
 	Message string `json:"message,omitempty"`
-	TookNS  int64  `json:"took_ns,omitempty"`
 	Line    string `json:"line,omitempty"`
 }
 

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +37,7 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 	for _, m := range moves {
 		if changed := release.ChangedShared(m.last, m.swap.Shared()); len(changed) > 0 && hasRestart(m.Cfg) {
 			m.restart = true
-			rep.Step(m.Name, "env", fmt.Sprintf("shared %s changed since the last activation: services with a restart command are restarted, since a reload does not re-read the environment", strings.Join(changed, ", ")), 0)
+			rep.Step(Step{Host: m.Name, Kind: StepEnv, Paths: changed})
 		}
 	}
 	// With nothing after the swap that can fail, a single host ends its run in the swap's last
@@ -62,9 +61,9 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 			m.done = d
 		}
 		if kind == release.EventRollback {
-			rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s (was %s, now marked bad)", to, m.from), time.Since(start))
+			rep.Step(Step{Host: m.Name, Kind: StepRollback, Release: to, Previous: m.from, Took: time.Since(start)})
 		} else {
-			rep.Step(m.Name, "activate", "current -> releases/"+to, time.Since(start))
+			rep.Step(Step{Host: m.Name, Kind: StepActivate, Release: to, Took: time.Since(start)})
 		}
 		return nil
 	})
@@ -86,7 +85,7 @@ func switchover(ctx context.Context, cfg *config.Config, moves []*move, to, kind
 		if err != nil {
 			return err
 		}
-		rep.Step(m.Name, "health", fmt.Sprintf("%s: %d", m.Cfg.Health.URL, resp.Status), time.Since(start))
+		rep.Step(Step{Host: m.Name, Kind: StepHealth, URL: m.Cfg.Health.URL, Status: resp.Status, Took: time.Since(start)})
 		return nil
 	})
 	if err != nil {
@@ -127,7 +126,7 @@ func revert(ctx context.Context, cfg *config.Config, moves []*move, bad string, 
 		mu.Lock()
 		back = append(back, m.Name)
 		mu.Unlock()
-		rep.Step(m.Name, "rollback", fmt.Sprintf("current -> releases/%s; %s marked bad", m.from, bad), time.Since(start))
+		rep.Step(Step{Host: m.Name, Kind: StepRollback, Release: m.from, Previous: bad, Reverted: true, Took: time.Since(start)})
 		if err := notify(ctx, cfg, m, m.from, m.restart, rep); err != nil {
 			fail(&after, fmt.Errorf("%s: after swapping back: %w", m.Name, err))
 		}
@@ -157,7 +156,7 @@ func notify(ctx context.Context, cfg *config.Config, m *move, id string, restart
 	actions, err := service.Notify(ctx, m.Root.Host, m.Root.ReleaseDir(id), env, services, restart,
 		time.Duration(cfg.HookTimeout), func(p []byte) { rep.Output(m.Name, p) })
 	for _, a := range actions {
-		rep.Step(m.Name, a.Kind, a.Service, a.Took)
+		rep.Step(Step{Host: m.Name, Kind: a.Kind, Service: a.Service, Took: a.Took})
 	}
 	return err
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,7 +46,7 @@ services:
 	if diff := cmp.Diff(want, string(got)); diff != "" {
 		t.Fatalf("services run (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(strings.Join(s.rep.steps, "\n"), "shared .env changed since the last activation") {
+	if !slices.ContainsFunc(s.rep.kept, func(st Step) bool { return st.Kind == StepEnv && slices.Contains(st.Paths, ".env") }) {
 		t.Errorf("ferry did not say why it restarted: %v", s.rep.steps)
 	}
 }
@@ -117,7 +118,7 @@ func TestHealthCheckPassesAndFailureRollsBack(t *testing.T) {
 	}
 	writeCfg("")
 	good := s.mustDeploy()
-	if !strings.Contains(strings.Join(s.rep.steps, "\n"), "health") {
+	if !slices.ContainsFunc(s.rep.kept, func(st Step) bool { return st.Kind == StepHealth && st.Status == 200 }) {
 		t.Fatalf("no health step: %v", s.rep.steps)
 	}
 	s.write("public/health", "sick")

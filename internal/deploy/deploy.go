@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/human"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/transfer"
 )
@@ -147,7 +148,7 @@ func deploy(ctx context.Context, cfg *config.Config, opts *DeployOptions, rep Re
 			return nil, err
 		}
 		defer cleanup()
-		rep.Step("local", "export", fmt.Sprintf("%s (commit %s) into %s", opts.Ref, short(g.Commit), dir), time.Since(start))
+		rep.Step(Step{Host: "local", Kind: StepExport, Ref: opts.Ref, Commit: g.Commit, Dir: dir, Took: time.Since(start)})
 		// The source and the build are the export's; the work tree is left alone.
 		c := *cfg
 		c.Dir = dir
@@ -399,7 +400,7 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 				rep.Warn(run.Name, fmt.Sprintf("after_activate %v", err))
 				continue
 			}
-			rep.Step(run.Name, "hook", h.Run, time.Since(hs))
+			rep.Step(Step{Host: run.Name, Kind: StepHook, Command: h.Run, Took: time.Since(hs)})
 		}
 		d := m.done
 		if d == nil {
@@ -410,10 +411,10 @@ func deployLocked(ctx context.Context, cfg *config.Config, opts DeployOptions, r
 				return nil
 			}
 			if len(d.Removed) > 0 {
-				rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(d.Removed), "old release")), time.Since(cs))
+				rep.Step(Step{Host: run.Name, Kind: StepCleanup, Removed: d.Removed, Took: time.Since(cs)})
 			}
 		} else if len(d.Removed) > 0 {
-			rep.Step(run.Name, "cleanup", fmt.Sprintf("removed %s", plural(len(d.Removed), "old release")), 0)
+			rep.Step(Step{Host: run.Name, Kind: StepCleanup, Removed: d.Removed})
 		}
 		run.lease = nil
 		run.result.Removed = d.Removed
@@ -462,10 +463,10 @@ func scan(cfg *config.Config, rep Reporter) (*transfer.Manifest, error) {
 	}
 	cache.Save()
 	n, size := full.Without(cfg.SharedPaths()).Files()
-	rep.Step("local", "scan", fmt.Sprintf("%s files (%s) in %s", count(n), bytesize(size), src), time.Since(start))
+	rep.Step(Step{Host: "local", Kind: StepScan, Files: &transfer.Stats{Files: n, Bytes: size}, Dir: src, Took: time.Since(start)})
 	if secrets := transfer.Secrets(full, cfg.SharedPaths()); len(secrets) > 0 {
 		rep.Warn("local", fmt.Sprintf("%s that look like secrets will be in the release, readable by whoever reads the release (%s): list them under shared.files, or add them to exclude",
-			plural(len(secrets), "file"), strings.Join(secrets[:min(3, len(secrets))], ", ")))
+			human.Plural(len(secrets), "file"), strings.Join(secrets[:min(3, len(secrets))], ", ")))
 	}
 	return full, nil
 }
@@ -522,7 +523,7 @@ func build(ctx context.Context, cfg *config.Config, rep Reporter) error {
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("build %q: %w", cfg.Build.Command, err)
 	}
-	rep.Step("local", "build", cfg.Build.Command, time.Since(bs))
+	rep.Step(Step{Host: "local", Kind: StepBuild, Command: cfg.Build.Command, Took: time.Since(bs)})
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/host"
+	"github.com/ferry-deploy/ferry/internal/human"
 	"github.com/ferry-deploy/ferry/internal/release"
 	"github.com/ferry-deploy/ferry/internal/transfer"
 )
@@ -137,7 +138,7 @@ func (run *hostRun) previous(ctx context.Context, cfg *config.Config, cache *man
 	}
 	if len(edited) > 0 {
 		rep.Warn(run.Name, fmt.Sprintf("%s of the live release %s changed or went missing since it was deployed (%s): sent fresh instead of linked; see 'ferry check'",
-			plural(len(edited), "file"), lv.ID, strings.Join(edited[:min(3, len(edited))], ", ")))
+			human.Plural(len(edited), "file"), lv.ID, strings.Join(edited[:min(3, len(edited))], ", ")))
 	}
 	run.prevMan = reusable
 	return nil

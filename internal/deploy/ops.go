@@ -152,7 +152,7 @@ func Cleanup(ctx context.Context, cfg *config.Config, opts Options, rep Reporter
 		for _, w := range d.Warnings {
 			rep.Warn(t.Name, w)
 		}
-		rep.Step(t.Name, "cleanup", fmt.Sprintf("removed %s, kept up to %d", plural(len(d.Removed), "release"), cfg.Keep()), time.Since(start))
+		rep.Step(Step{Host: t.Name, Kind: StepCleanup, Removed: d.Removed, Kept: cfg.Keep(), Took: time.Since(start)})
 		return nil
 	})
 	return out, err

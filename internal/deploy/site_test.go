@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ferry-deploy/ferry/internal/config"
 	"github.com/ferry-deploy/ferry/internal/invariants"
@@ -163,15 +162,19 @@ func releasesIn(t *testing.T, root string) []string {
 // recorder is a Reporter that keeps what it is told.
 type recorder struct {
 	mu       sync.Mutex
-	steps    []string
+	steps    []string // as Step keeps them
+	kept     []Step
 	warnings []string
 	output   strings.Builder
 }
 
-func (r *recorder) Step(host, step, msg string, took time.Duration) {
+// Step keeps each step as "host kind {its fields}"; the wording is the cli's.
+func (r *recorder) Step(s Step) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.steps = append(r.steps, host+" "+step+" "+msg+" ("+took.Round(time.Millisecond).String()+")")
+	r.kept = append(r.kept, s)
+	s.Took = 0
+	r.steps = append(r.steps, fmt.Sprintf("%s %s %+v", s.Host, s.Kind, s))
 }
 
 func (r *recorder) Warn(host, msg string) {

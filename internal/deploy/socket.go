@@ -27,7 +27,7 @@ const DefaultReadyTimeout = 30 * time.Second
 func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, previous string, reuse bool, rep Reporter) error {
 	for _, so := range t.Root.Sockets {
 		start := time.Now()
-		how := "started"
+		reused := false
 		sock := t.Root.SocketPath(so.Name, id)
 		if so.Supervised() {
 			if err := t.Root.MarkSupervised(ctx, so, id); err != nil {
@@ -45,10 +45,7 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 			if err != nil {
 				return err
 			}
-			sock = ps.Socket
-			if ps.Reused {
-				how = "still running"
-			}
+			sock, reused = ps.Socket, ps.Reused
 		}
 		var check *service.Check
 		timeout := DefaultReadyTimeout
@@ -88,7 +85,7 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 		case err != nil:
 			return fmt.Errorf("%s: release %s's process did not answer: %w", so.Name, id, err)
 		}
-		rep.Step(t.Name, "start", fmt.Sprintf("%s %s, answers on %s", so.Name, how, sock), time.Since(start))
+		rep.Step(Step{Host: t.Name, Kind: StepStart, Service: so.Name, Socket: sock, Reused: reused, Took: time.Since(start)})
 	}
 	return nil
 }
@@ -97,12 +94,12 @@ func startProcesses(ctx context.Context, cfg *config.Config, t *Target, id, prev
 func stoppedSteps(t *Target, d *release.Done, rep Reporter) {
 	for _, s := range d.Stopped {
 		name, id, _ := strings.Cut(s, " ")
-		drain := ""
+		st := Step{Host: t.Name, Kind: StepStop, Service: name, Release: id}
 		for _, so := range t.Root.Sockets {
 			if so.Name == name && !so.Supervised() {
-				drain = fmt.Sprintf(" (SIG%s, then SIGKILL after %s)", so.Signal, so.Drain)
+				st.Signal, st.Drain = so.Signal, so.Drain.String()
 			}
 		}
-		rep.Step(t.Name, "stop", fmt.Sprintf("%s of release %s drains%s", name, id, drain), 0)
+		rep.Step(st)
 	}
 }

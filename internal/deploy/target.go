@@ -22,8 +22,8 @@ import (
 
 // Reporter receives what happens, host by host. Implementations must be safe for concurrent use.
 type Reporter interface {
-	// Step reports a finished step of a host, with how long it took.
-	Step(host, step, msg string, took time.Duration)
+	// Step reports a finished step of a host (see Step).
+	Step(s Step)
 	// Warn reports something the user should know that did not stop the run.
 	Warn(host, msg string)
 	// Output is raw output of a hook or service command.
@@ -180,7 +180,7 @@ func lockAll(ctx context.Context, targets []*Target, opts Options, o func(*Targe
 			}
 			if waited {
 				for _, l := range out {
-					rep.Step(l.Name, "lock", "acquired after waiting for another run", time.Since(start))
+					rep.Step(Step{Host: l.Name, Kind: StepLock, Took: time.Since(start)})
 				}
 			}
 			return out, nil

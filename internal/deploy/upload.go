@@ -112,22 +112,19 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
 	}
-	msg := fmt.Sprintf("%s: %s files, %s sent (%s)", id, count(stats.Files), count(stats.Sent), bytesize(stats.SentBytes))
+	st := Step{Host: run.Name, Kind: StepUpload, Release: id, Files: &stats, Took: time.Since(us)}
 	if remote {
 		s, r := counter.BytesOnWire()
 		run.result.BytesSent = s + r - before
-		msg += fmt.Sprintf(", %s on the wire", bytesize(run.result.BytesSent))
+		st.OnWire = run.result.BytesSent
 	}
 	if stats.Reused > 0 {
-		msg += fmt.Sprintf(", %s reused from %s", count(stats.Reused), run.prevID)
+		st.From = run.prevID
 	}
-	if stats.Carried > 0 {
-		msg += fmt.Sprintf(", %s carried over", plural(stats.Carried, "old asset"))
-	}
-	rep.Step(run.Name, "upload", msg, time.Since(us))
+	rep.Step(st)
 	for _, p := range prepared.Provisioned {
 		e, _ := cfg.Shared.Entry(p)
-		rep.Step(run.Name, "shared", fmt.Sprintf("shared/%s replaced by %s", p, e.From), 0)
+		rep.Step(Step{Host: run.Name, Kind: StepShared, Paths: []string{p}, From: e.From})
 	}
 	for _, p := range prepared.Seeded {
 		rep.Warn(run.Name, fmt.Sprintf("seeded shared/%s from the build; from now on the shared copy is kept", p))
@@ -140,7 +137,7 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		if err := root.RunHook(ctx, id, hookOf(cfg, h), env, func(p []byte) { rep.Output(run.Name, p) }); err != nil {
 			return fmt.Errorf("before_activate %w", err)
 		}
-		rep.Step(run.Name, "hook", h.Run, time.Since(hs))
+		rep.Step(Step{Host: run.Name, Kind: StepHook, Command: h.Run, Took: time.Since(hs)})
 	}
 	if err := ctx.Err(); err != nil {
 		return err

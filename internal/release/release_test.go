@@ -680,13 +680,17 @@ func TestAliveNeverCountsPIDOne(t *testing.T) {
 			t.Errorf("alive %q counts as a process of ferry's: a stop would signal every process", pid)
 		}
 	}
-	// And the check itself works: this test's own process group is alive.
-	pgid, _ := syscall.Getpgid(os.Getpid())
-	if pgid > 1 {
-		out, _ := exec.Command("sh", "-c", procFunctions+"\n"+`alive "$1" "$(sed 's/^.*) //' /proc/$1/stat | cut -d' ' -f20)" && echo alive`, "sh", strconv.Itoa(pgid)).CombinedOutput()
-		if !strings.Contains(string(out), "alive") {
-			t.Errorf("alive %d (this test's group) = %q, want alive", pgid, out)
-		}
+	// And the check itself works: a process group of the test's own is alive.
+	sleep := exec.Command("sleep", "60")
+	sleep.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	pid := strconv.Itoa(sleep.Process.Pid)
+	out, _ := exec.Command("sh", "-c", procFunctions+"\n"+`alive "$1" "$(sed 's/^.*) //' /proc/$1/stat | cut -d' ' -f20)" && echo alive`, "sh", pid).CombinedOutput()
+	if !strings.Contains(string(out), "alive") {
+		t.Errorf("alive %s (a group the test started) = %q, want alive", pid, out)
 	}
 }
 

@@ -1,12 +1,13 @@
-package deploy
+// Package human formats numbers for people: counts, plurals and byte sizes.
+package human
 
 import (
 	"fmt"
 	"strconv"
 )
 
-// count formats n with thousands separators: 20000 -> "20,000".
-func count(n int) string {
+// Count formats n with thousands separators: 20000 -> "20,000".
+func Count(n int) string {
 	s := strconv.Itoa(n)
 	for i := len(s) - 3; i > 0; i -= 3 {
 		s = s[:i] + "," + s[i:]
@@ -14,16 +15,16 @@ func count(n int) string {
 	return s
 }
 
-// plural formats "1 release" or "3 releases".
-func plural(n int, noun string) string {
+// Plural formats "1 release" or "3 releases".
+func Plural(n int, noun string) string {
 	if n == 1 {
 		return "1 " + noun
 	}
-	return count(n) + " " + noun + "s"
+	return Count(n) + " " + noun + "s"
 }
 
-// bytesize formats a byte count in SI units: 14200000 -> "14.2 MB".
-func bytesize(n int64) string {
+// Bytes formats a byte count in SI units: 14200000 -> "14.2 MB".
+func Bytes(n int64) string {
 	const unit = 1000
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
