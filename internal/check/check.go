@@ -51,8 +51,30 @@ var destructive = regexp.MustCompile(`(?i)\b(DROP\s+COLUMN|DROP\s+TABLE|RENAME\s
 // as each would read it, and a statement destructive in either is a finding. A hidden DROP is
 // worse than a second look at one that was not.
 func DestructiveSQL(text string) []string {
+	return destructiveIn([]sqlDialect{{mysql: true}, {mysql: false}}, text)
+}
+
+// DestructiveSQLIn is DestructiveSQL for the migration file at path. A file that is not .sql
+// (a Django, Rails or Laravel migration, its SQL in strings) is read with # comments, as its
+// language has them, and its strings read as the SQL they hold; a .sql file with MySQL's own
+// marks (backquoted names, /*! */, ENGINE=), such as mysqldump writes, is read as MySQL reads
+// it. Any other .sql file is read both ways.
+func DestructiveSQLIn(path, text string) []string {
+	switch {
+	case !strings.HasSuffix(strings.ToLower(path), ".sql"):
+		return destructiveIn([]sqlDialect{{mysql: true, code: true}}, text)
+	case mysqlMarks.MatchString(text):
+		return destructiveIn([]sqlDialect{{mysql: true}}, text)
+	}
+	return DestructiveSQL(text)
+}
+
+// mysqlMarks are what only MySQL's SQL has.
+var mysqlMarks = regexp.MustCompile("`|/\\*!|(?i)\\bENGINE\\s*=")
+
+func destructiveIn(dialects []sqlDialect, text string) []string {
 	var out []string
-	for _, d := range []sqlDialect{{mysql: true}, {mysql: false}} {
+	for _, d := range dialects {
 		for _, f := range destructiveSQL(text, d) {
 			if !slices.Contains(out, f) {
 				out = append(out, f)
@@ -66,7 +88,10 @@ func DestructiveSQL(text string) []string {
 // comment anywhere, and a backslash escapes the next character in quotes. Otherwise (PostgreSQL,
 // standard SQL): # is an operator (a comment only where a statement starts, where no operator
 // can be), a backslash is a character, and $tag$…$tag$ quotes.
-type sqlDialect struct{ mysql bool }
+//
+// code is a program with SQL in its strings (a .py, .rb or .php migration): its quotes are not
+// masked, since that is where its SQL is.
+type sqlDialect struct{ mysql, code bool }
 
 func destructiveSQL(text string, d sqlDialect) []string {
 	code, shown := maskSQL(text, d)
@@ -142,7 +167,7 @@ func maskSQL(text string, d sqlDialect) (code, shown string) {
 			}
 			blank(i, i+j)
 			i += j
-		case !d.mysql && dollarTag.MatchString(rest):
+		case !d.mysql && dollarTag.MatchString(rest) && !identByte(text, i-1):
 			tag := dollarTag.FindString(rest)
 			j := strings.Index(rest[len(tag):], tag)
 			if j < 0 {
@@ -155,10 +180,12 @@ func maskSQL(text string, d sqlDialect) (code, shown string) {
 			}
 			i += min(j+len(tag), len(rest))
 			atStart = false
-		case rest[0] == '\'' || rest[0] == '"' || rest[0] == '`':
+		case !d.code && (rest[0] == '\'' || rest[0] == '"' || rest[0] == '`'):
+			// PostgreSQL's E'…' has backslash escapes too.
+			escapes := d.mysql || rest[0] == '\'' && i > 0 && (text[i-1] == 'E' || text[i-1] == 'e') && !identByte(text, i-2)
 			q, j := rest[0], 1
 			for ; j < len(rest); j++ {
-				if rest[j] == '\\' && q != '`' && d.mysql {
+				if rest[j] == '\\' && q != '`' && escapes {
 					j++
 				} else if rest[j] == q {
 					if j+1 < len(rest) && rest[j+1] == q {
@@ -186,6 +213,15 @@ func maskSQL(text string, d sqlDialect) (code, shown string) {
 		}
 	}
 	return string(c), string(s)
+}
+
+// identByte reports whether text[i] is part of a name ($ too, as PostgreSQL allows in names).
+func identByte(text string, i int) bool {
+	if i < 0 || i >= len(text) {
+		return false
+	}
+	c := text[i]
+	return c == '_' || c == '$' || '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
 }
 
 // statementLine is a statement on one line, its whitespace collapsed; a long one keeps the

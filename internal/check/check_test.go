@@ -107,3 +107,27 @@ http {
 		}
 	}
 }
+
+// A migration is read as its file says: a Django, Rails or Laravel file has # comments; a .sql
+// file with MySQL's marks is MySQL's; PostgreSQL's E'…' strings have backslash escapes, and a
+// $ inside a name starts no dollar quote.
+func TestDestructiveSQLIn(t *testing.T) {
+	for _, tc := range []struct {
+		name, path, sql string
+		want            []string
+	}{
+		{"django comment", "shop/migrations/0007_order_note.py", "# the rename to \"memo\" ships later\nfield = models.TextField()\n", nil},
+		{"django drop", "shop/migrations/0008.py", "migrations.RunSQL(\"DROP TABLE legacy;\")\n", []string{`migrations.RunSQL(" DROP TABLE legacy;`}},
+		{"mysql comment in mysql", "db/1.sql", "ALTER TABLE `t` ADD COLUMN x int; # was going to DROP COLUMN name\n", nil},
+		{"mysqldump data", "db/dump.sql", "INSERT INTO `t` VALUES ('Can\\'t rename to x;');\n", nil},
+		{"postgres E string", "db/2.sql", "INSERT INTO t VALUES (E'it\\'s; drop table x');\n", nil},
+		{"dollar in a name", "db/3.sql", "SELECT x$b$ # 1 FROM t; DROP TABLE u; -- $b$\n", []string{"DROP TABLE u;"}},
+		{"plain sql, both readings", "db/4.sql", "UPDATE t SET f = f # 4; DROP TABLE users;", []string{"DROP TABLE users;"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(tc.want, DestructiveSQLIn(tc.path, tc.sql)); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -112,6 +112,13 @@ func (c *checker) run() error {
 func (c *checker) layout() {
 	r := c.t.Root
 	q := host.Quote(r.Dir)
+	// What a deploy refuses: whoever owns the root or .ferry can make ferry act outside it.
+	if _, err := c.sh("[ ! -d " + q + "/.ferry ] || [ -O " + q + "/.ferry ]"); err != nil {
+		c.add(check.Error, "state-owner", fmt.Sprintf("%s/.ferry belongs to another user than the one running ferry", r.Dir), "run ferry as its owner, or chown -R that user "+r.Dir+"/.ferry")
+	}
+	if _, err := c.sh("[ ! -d " + q + " ] || [ -O " + q + " ] || [ \"$(stat -c %u " + q + ")\" = 0 ]"); err != nil {
+		c.add(check.Error, "root-owner", fmt.Sprintf("%s belongs to another user than the one running ferry (or root)", r.Dir), "run ferry as the root's owner, or chown the root to the deploy user")
+	}
 	if _, err := c.sh("test -w " + q); err != nil {
 		c.add(check.Error, "root-not-writable", fmt.Sprintf("%s is not writable by this user", r.Dir), "chown the root to the deploy user, or deploy as its owner")
 	}
@@ -456,7 +463,7 @@ func destructiveMigrations(cfg *config.Config, build, prev *transfer.Manifest) [
 		}
 		text, _ := io.ReadAll(f)
 		f.Close()
-		for _, stmt := range check.DestructiveSQL(string(text)) {
+		for _, stmt := range check.DestructiveSQLIn(e.Path, string(text)) {
 			out = append(out, fmt.Sprintf("%s: %s", e.Path, stmt))
 		}
 	}

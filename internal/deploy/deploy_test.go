@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ferry-deploy/ferry/internal/check"
 	"github.com/ferry-deploy/ferry/internal/invariants"
 	"github.com/ferry-deploy/ferry/internal/release"
 )
@@ -500,16 +501,20 @@ func TestHooksSeeTheFerryEnvironment(t *testing.T) {
 // database URL), and the hashes of shared files it keeps are keyed, so that a short secret
 // cannot be guessed from them.
 func TestStateKeepsNoSecrets(t *testing.T) {
-	t.Setenv("FERRY_TEST_TOKEN", "s3cr3t-token")
-	s := newSite(t, "shared:\n  files: [.env, config/secrets.yml]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test -n {{env.FERRY_TEST_TOKEN}}; test ! -f \"$FERRY_ROOT/../fail\"\n")
+	t.Setenv("FERRY_TEST_TOKEN", `s3cr3t\x"token`) // %q would escape it, past a CI's masking
+	s := newSite(t, "shared:\n  files: [.env, config/secrets.yml]\nhooks:\n  before_activate:\n    - run: cat \"$FERRY_ROOT/../url\"; test -n '{{env.FERRY_TEST_TOKEN}}'; test ! -f \"$FERRY_ROOT/../fail\"\n")
 	os.MkdirAll(filepath.Dir(s.root), 0o755)
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "url"), []byte("postgres://app:hunter2@db/app\n"), 0o600)
 	s.write(".env", "SECRET=1\n")
 	hostShared(t, s.root, "config/secrets.yml")
 	s.mustDeploy()
 	os.WriteFile(filepath.Join(filepath.Dir(s.root), "fail"), nil, 0o644)
-	if _, err := s.deploy(); err == nil || !strings.Contains(err.Error(), "hunter2") {
+	_, err := s.deploy()
+	if err == nil || !strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("the failed hook's error does not show its output to the user: %v", err)
+	}
+	if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "{{env.FERRY_TEST_TOKEN}}") {
+		t.Errorf("the failed hook's error shows a value from the deployer's environment: %v", err)
 	}
 	log, err := os.ReadFile(filepath.Join(s.root, ".ferry/log.jsonl"))
 	if err != nil {
@@ -519,7 +524,7 @@ func TestStateKeepsNoSecrets(t *testing.T) {
 		t.Errorf("the log keeps the hook's output:\n%s", log)
 	}
 	// The hook's command is logged with the CI secret it was given written as where it came from.
-	if strings.Contains(string(log), "s3cr3t-token") || !strings.Contains(string(log), "{{env.FERRY_TEST_TOKEN}}") {
+	if strings.Contains(string(log), "s3cr3t") || !strings.Contains(string(log), "{{env.FERRY_TEST_TOKEN}}") {
 		t.Errorf("the log keeps a value from the deployer's environment:\n%s", log)
 	}
 	plain := sha256.Sum256([]byte("SECRET=1\n"))
@@ -631,24 +636,37 @@ func TestProcessRecordsCannotReachOutside(t *testing.T) {
 }
 
 // A .ferry that another user owns (here: one the app user, owner of the root, made after moving
-// ferry's aside) is refused: what is in it decides what ferry deletes and signals.
+// ferry's aside), or a root another user owns (who could do that while a run goes on), is
+// refused: what is in .ferry decides what ferry deletes and signals. ferry check says so too.
 func TestFerryStateOfAnotherUserIsRefused(t *testing.T) {
 	if os.Geteuid() != 0 {
 		hostileSkip(t, "this test gives .ferry to another user, which needs root")
 	}
-	s := newSite(t, "")
-	good := s.mustDeploy()
-	if err := os.Chown(filepath.Join(s.root, ".ferry"), 65534, 65534); err != nil {
-		t.Fatal(err)
+	for _, which := range []string{".ferry", "."} {
+		t.Run(which, func(t *testing.T) {
+			s := newSite(t, "")
+			good := s.mustDeploy()
+			p := filepath.Join(s.root, which)
+			if err := os.Chown(p, 65534, 65534); err != nil {
+				t.Fatal(err)
+			}
+			s.write("public/index.html", "v2")
+			_, err := s.deploy()
+			if err == nil || !strings.Contains(err.Error(), "not to root, who runs ferry") && !strings.Contains(err.Error(), "belongs to another user") {
+				t.Fatalf("deploy with %s owned by nobody: %v; want it refused", which, err)
+			}
+			if s.current() != good {
+				t.Errorf("current = %s, want %s", s.current(), good)
+			}
+			findings, err := Check(context.Background(), s.cfg, s.opts, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.ContainsFunc(findings, func(f check.Finding) bool { return f.Code == "state-owner" || f.Code == "root-owner" }) {
+				t.Errorf("ferry check does not say who owns %s: %v", which, findings)
+			}
+			os.Chown(p, 0, 0)
+			s.mustDeploy()
+		})
 	}
-	s.write("public/index.html", "v2")
-	_, err := s.deploy()
-	if err == nil || !strings.Contains(err.Error(), "belongs to another user") {
-		t.Fatalf("deploy with .ferry owned by nobody: %v; want it refused", err)
-	}
-	if s.current() != good {
-		t.Errorf("current = %s, want %s", s.current(), good)
-	}
-	os.Chown(filepath.Join(s.root, ".ferry"), 0, 0)
-	s.mustDeploy()
 }

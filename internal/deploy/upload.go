@@ -45,7 +45,9 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	}
 	// The local host copies the live release while the plan is made: without the copy,
 	// nothing of the live release is reused.
-	if lv := run.probe.Live; lv != nil && rp.previous != "" {
+	if lv := run.probe.Live; lv != nil && rp.previous == "" {
+		lv.StopCopy() // nothing of the live release is reused
+	} else if lv != nil {
 		if reason := lv.WaitCopy(); reason != "" {
 			run.noCopy(reason, rep)
 			if rp, err = run.plan(cfg, manifest); err != nil {
@@ -127,7 +129,11 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 		rep.Step(Step{Host: run.Name, Kind: StepShared, Paths: []string{p}, From: e.From})
 	}
 	for _, p := range prepared.Seeded {
-		rep.Warn(run.Name, fmt.Sprintf("seeded shared/%s from the build; from now on the shared copy is kept", p))
+		msg := fmt.Sprintf("seeded shared/%s from the build; from now on the shared copy is kept", p)
+		if e, _ := cfg.Shared.Entry(p); e.Mode == "" && slices.Contains(cfg.Shared.Files, p) {
+			msg += " (mode 0600, the deploy user's only: give it a mode in ferry.yaml if another user, such as the app's, reads it)"
+		}
+		rep.Warn(run.Name, msg)
 	}
 	run.swap = prepared.Swap
 

@@ -44,12 +44,21 @@ func (r *Root) forLog(err error) string {
 	if errors.As(err, &he) {
 		msg = strings.Replace(msg, he.Error(), fmt.Sprintf("hook %q: %v (its output is not logged)", he.Script, he.Err), 1)
 	}
+	return r.redact(msg)
+}
+
+// redact writes each value that came from the deployer's environment (at least 4 bytes: a
+// shorter one is no secret, and replacing it would garble words) as the {{env.NAME}} it came
+// from.
+func (r *Root) redact(s string) string {
 	// Longest first, so that a value inside another is not replaced in it first.
 	values := slices.SortedFunc(maps.Keys(r.FromEnv), func(a, b string) int { return len(b) - len(a) })
 	for _, v := range values {
-		msg = strings.ReplaceAll(msg, v, r.FromEnv[v])
+		if len(v) >= 4 {
+			s = strings.ReplaceAll(s, v, r.FromEnv[v])
+		}
 	}
-	return msg
+	return s
 }
 
 // RunHook runs hook in release id with env, streaming its output to out and keeping the tail of
@@ -58,7 +67,9 @@ func (r *Root) RunHook(ctx context.Context, id string, hook Hook, env []string, 
 	tail := &tailBuffer{max: 16 << 10, forward: out}
 	err := r.Host.Run(ctx, host.Command{Script: hook.Script, Dir: r.ReleaseDir(id), Env: env, Stdout: tail, Stderr: tail, Timeout: hook.Timeout})
 	if err != nil {
-		return &HookError{Script: hook.Script, Output: tail.String(), Err: err}
+		// The command as written, not with a CI secret in it: its error is printed, escaped,
+		// where a CI's masking of the secret's own text would not find it.
+		return &HookError{Script: r.redact(hook.Script), Output: tail.String(), Err: err}
 	}
 	return nil
 }

@@ -246,7 +246,7 @@ func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
 // probe made if it was not used.
 func (l *Lease) unlockScript(s *script) {
 	if l.live != nil {
-		l.live.cancelCopy()
+		l.live.StopCopy()
 	}
 	if l.copy != "" {
 		s.trash = append(s.trash, l.copy)
@@ -269,7 +269,7 @@ func (l *Lease) unlockScript(s *script) {
 // here (its script goes on after it) moves the lock aside to compare it, and puts back one
 // that is not the stale lock it meant.
 func (l *Lease) heldScript(s *script) {
-	s.line(`i=0; while [ ! -e "$R/.ferry/lock" ] && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || sleep 1; i=$((i+1)); done`)
+	s.line(`i=0; while [ ! -e "$R/.ferry/lock" ] && [ $i -lt 20 ]; do sleep 0.1 2>/dev/null || { sleep 1; i=$((i+9)); }; i=$((i+1)); done`)
 	s.line(`[ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(string(l.data)) + ` ] || die "this run's lock was taken over by another run; it stops here"`)
 }
 

@@ -251,17 +251,18 @@ func (r *Root) linkSharedScript(s *script, id string, sp SharedPath) {
 		s.line(`  mkdir -p ` + q(path.Dir(shared)) + ` && (umask 077; set -C; : >"$S") || die ` + q("link "+what+": cannot create shared/"+sp.Path))
 	}
 	s.line(`fi`)
-	// The mode and owner ferry keeps it at.
+	// The mode and owner ferry keeps it at; never through a link (an operator's link to a second
+	// disk is theirs to set up, and one planted by another user would reach outside the root).
 	if sp.Mode != 0 {
 		m := fmt.Sprintf("%o", sp.Mode.Perm())
-		s.line(`[ "$(stat -c %a "$S")" = ` + m + ` ] || chmod ` + m + ` "$S" || die ` + q(fmt.Sprintf("cannot set the mode of shared/%s to %s", sp.Path, m)))
+		s.line(`[ -L "$S" ] || [ "$(stat -c %a "$S")" = ` + m + ` ] || chmod ` + m + ` "$S" || die ` + q(fmt.Sprintf("cannot set the mode of shared/%s to %s", sp.Path, m)))
 	}
 	if sp.Owner != "" {
 		format := "%U"
 		if strings.Contains(sp.Owner, ":") {
 			format = "%U:%G"
 		}
-		s.line(`[ "$(stat -c ` + format + ` "$S")" = ` + q(sp.Owner) + ` ] || chown ` + q(sp.Owner) + ` "$S" 2>/dev/null || die ` +
+		s.line(`[ -L "$S" ] || [ "$(stat -c ` + format + ` "$S")" = ` + q(sp.Owner) + ` ] || chown ` + q(sp.Owner) + ` "$S" 2>/dev/null || die ` +
 			q(fmt.Sprintf("cannot chown shared/%s to %s: the deploy user may not. Do it once as root: chown %s %s", sp.Path, sp.Owner, sp.Owner, shared)))
 	}
 	// A relative link: from releases/<id>/<dir of path> up to <root>, then down into shared/.

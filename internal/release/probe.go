@@ -146,9 +146,9 @@ func (lv *Live) WaitCopy() string {
 	return lv.NoCopy
 }
 
-// cancelCopy stops a copy still running and waits for its end: the lock it runs under is
-// about to go.
-func (lv *Live) cancelCopy() {
+// StopCopy stops a copy still running and waits for its end: the lock it runs under is about
+// to go, or the run will not use it.
+func (lv *Live) StopCopy() {
 	if lv.copying != nil {
 		lv.stopCopy()
 		<-lv.copying
@@ -183,6 +183,9 @@ func (r *Root) Probe(ctx context.Context, o ProbeOptions) (*Probe, error) {
 		// What is in .ferry decides what ferry deletes and which processes it signals: it must
 		// be the deploying user's own, not another user's who could write there.
 		s.line(`if [ -d "$R/.ferry" ] && [ ! -O "$R/.ferry" ]; then die "$R/.ferry belongs to another user than $(id -un), who runs ferry: ferry acts on what is in it, so it must be yours (chown -R $(id -un) $R/.ferry, or run ferry as its owner)"; fi`)
+		// Whoever owns the root can rename anything in it while a run goes on (.ferry itself):
+		// it must be the deploying user, or root.
+		s.line(`if [ -d "$R" ] && [ ! -O "$R" ] && [ "$(stat -c %u "$R")" != 0 ]; then die "$R belongs to $(stat -c %U "$R"), not to $(id -un), who runs ferry: its owner could make ferry act outside it; run ferry as $(stat -c %U "$R"), or chown $(id -un) $R"; fi`)
 	}
 	s.line(`if [ ! -d "$R/releases" ]; then`)
 	if o.Create {

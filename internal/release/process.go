@@ -53,7 +53,8 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // procFunctions are the shell functions of the scripts that start, check and stop processes.
 //
 // alive PID START: the process group PID led, when it started at START, still has a process
-// that is not a zombie. PID is a number above 1 (kill -1 would signal every process). A pid in use by a process that started at another time means ours is
+// that is not a zombie. PID is a number above 1 written without leading zeros (kill -1, or
+// kill -01, would signal every process; awk would read 01 as group 1). A pid in use by a process that started at another time means ours is
 // gone (a pid is not reused while its group has members).
 //
 // linked NAME: the release <root>/NAME.sock points at ("" for none).
@@ -65,7 +66,7 @@ func (r *Root) procFile(name, id string) string { return r.Dir + "/.ferry/proc/"
 // TENTHS tenths of a second. All of it starts before anything is printed: a run whose
 // connection is gone still finishes it. While it waits it asks kill -0 of the group, which
 // costs nothing; a group's number is not reused while one of its processes is left.
-const procFunctions = `alive() { [ -n "$2" ] || return 1; case $1 in ''|*[!0-9]*|0|1) return 1 ;; esac; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
+const procFunctions = `alive() { [ -n "$2" ] || return 1; case $1 in ''|*[!0-9]*|0*|1) return 1 ;; esac; a=$(sed 's/^.*) //' /proc/$1/stat 2>/dev/null); ` +
 	`if [ -n "$a" ] && [ "$(printf '%s\n' "$a" | cut -d' ' -f20)" != "$2" ]; then return 1; fi; ` +
 	`cat /proc/[0-9]*/stat 2>/dev/null | awk -v g="$1" '{ sub(/^.*\) /, ""); if ($3 == g && $1 != "Z") { f = 1; exit } } END { exit !f }'; }
 linked() { l=$(readlink "$R/$1.sock" 2>/dev/null) || return 0; l=${l#run/$1.}; printf '%s' "${l%%.*}"; }

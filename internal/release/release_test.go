@@ -674,7 +674,7 @@ func TestSwapFailsWhenTheNewProcessDiedAfterItAnswered(t *testing.T) {
 // A process record naming pid 1 (or 0, or not a number) is never a process of ferry's: a stop
 // would be kill -TERM -1, every process there is.
 func TestAliveNeverCountsPIDOne(t *testing.T) {
-	for _, pid := range []string{"1", "0", "-1", "1x", ""} {
+	for _, pid := range []string{"1", "0", "01", "00", "-1", "1x", ""} {
 		out, _ := exec.Command("sh", "-c", procFunctions+"\n"+`alive "$1" "$(sed 's/^.*) //' /proc/1/stat | cut -d' ' -f20)" && echo alive`, "sh", pid).CombinedOutput()
 		if strings.Contains(string(out), "alive") {
 			t.Errorf("alive %q counts as a process of ferry's: a stop would signal every process", pid)

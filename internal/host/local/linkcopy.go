@@ -3,8 +3,10 @@ package local
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -23,6 +25,9 @@ func (*Local) LinkCopy(ctx context.Context, src, dst string) error {
 	if uint32(st.Mode)&unix.S_IFMT != unix.S_IFDIR {
 		return fmt.Errorf("%s is not a directory", src)
 	}
+	if err := unix.Mkdir(dst, 0o700); err != nil {
+		return &os.PathError{Op: "mkdir", Path: dst, Err: err}
+	}
 	c := &linkCopy{ctx: ctx, root: os.Geteuid() == 0, jobs: make(chan [2]string, 256)}
 	var workers sync.WaitGroup
 	for range linkCopyWorkers {
@@ -33,17 +38,26 @@ func (*Local) LinkCopy(ctx context.Context, src, dst string) error {
 		})
 	}
 	c.pending.Add(1)
-	if err := unix.Mkdir(dst, 0o700); err != nil {
-		return &os.PathError{Op: "mkdir", Path: dst, Err: err}
-	}
 	c.dir(src, dst)
 	c.pending.Wait()
 	close(c.jobs)
 	workers.Wait()
 	if c.err != nil {
-		_ = os.RemoveAll(dst)
+		removeAll(dst)
 	}
 	return c.err
+}
+
+// removeAll removes what a failed copy made, read-only directories (copied with their mode)
+// included.
+func removeAll(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
 }
 
 type linkCopy struct {
@@ -97,7 +111,10 @@ func (c *linkCopy) dir(src, dst string) {
 		c.fail(err)
 		return
 	}
-	for _, e := range entries {
+	for i, e := range entries {
+		if i%256 == 255 && c.failed() {
+			return // cancelled: a large directory is not finished first
+		}
 		s, d := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
 		if e.IsDir() {
 			if err := unix.Mkdir(d, 0o700); err != nil {
@@ -118,12 +135,17 @@ func (c *linkCopy) dir(src, dst string) {
 			return
 		}
 	}
+	// As cp -a: the owner where permitted (as root), else at least the group, if this user is
+	// in it; extended attributes (ACLs, SELinux labels) where the filesystem keeps them.
 	if c.root {
 		if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
 			c.fail(&os.PathError{Op: "chown", Path: dst, Err: err})
 			return
 		}
+	} else {
+		_ = unix.Lchown(dst, -1, int(st.Gid))
 	}
+	copyXattrs(src, dst)
 	if err := unix.Chmod(dst, uint32(st.Mode)&0o7777); err != nil {
 		c.fail(&os.PathError{Op: "chmod", Path: dst, Err: err})
 		return
@@ -131,5 +153,28 @@ func (c *linkCopy) dir(src, dst string) {
 	ts := []unix.Timespec{st.Atim, st.Mtim}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		c.fail(&os.PathError{Op: "utimes", Path: dst, Err: err})
+	}
+}
+
+// copyXattrs gives dst the extended attributes of src, as far as it may: cp -a keeps what it
+// can and says nothing of the rest.
+func copyXattrs(src, dst string) {
+	size, err := unix.Llistxattr(src, nil)
+	if err != nil || size <= 0 {
+		return
+	}
+	names := make([]byte, size)
+	if size, err = unix.Llistxattr(src, names); err != nil {
+		return
+	}
+	for _, name := range strings.Split(strings.TrimRight(string(names[:size]), "\x00"), "\x00") {
+		n, err := unix.Lgetxattr(src, name, nil)
+		if err != nil || n < 0 {
+			continue
+		}
+		value := make([]byte, n)
+		if n, err = unix.Lgetxattr(src, name, value); err == nil {
+			_ = unix.Lsetxattr(dst, name, value[:n], 0)
+		}
 	}
 }

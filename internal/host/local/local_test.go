@@ -40,6 +40,8 @@ func TestLinkCopyIsCpAl(t *testing.T) {
 	must(t, unix.Mkfifo(filepath.Join(src, "e/fifo"), 0o600))
 	must(t, os.Chmod(filepath.Join(src, "sticky"), 0o1777|fs.ModeSticky))
 	must(t, unix.Chmod(filepath.Join(src, "sticky"), 0o3775))
+	// An extended attribute (where the filesystem keeps them: both copies then have it).
+	_ = unix.Lsetxattr(filepath.Join(src, "a/b"), "user.ferry", []byte("kept"), 0)
 	must(t, os.Chmod(filepath.Join(src, "ro"), 0o555))
 	old := time.Date(2020, 1, 2, 3, 4, 5, 6000, time.UTC)
 	must(t, filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -84,6 +86,11 @@ func describeTree(t *testing.T, dir string) string {
 		fmt.Fprintf(&b, "%s %o %d:%d", rel, st.Mode, st.Uid, st.Gid)
 		if d.IsDir() {
 			fmt.Fprintf(&b, " mtime %d.%09d", st.Mtim.Sec, st.Mtim.Nsec)
+			if v := make([]byte, 64); true {
+				if n, err := unix.Lgetxattr(p, "user.ferry", v); err == nil {
+					fmt.Fprintf(&b, " user.ferry=%s", v[:n])
+				}
+			}
 		} else {
 			fmt.Fprintf(&b, " inode %d", st.Ino)
 		}
@@ -115,6 +122,20 @@ func TestLinkCopyFailsWhole(t *testing.T) {
 	if err := New().LinkCopy(ctx, src, dst); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled copy: err = %v, want context.Canceled", err)
 	}
+	// Cancelled inside one large directory, it stops there and says so.
+	big := filepath.Join(dir, "big")
+	must(t, os.Mkdir(big, 0o755))
+	for i := range 3000 {
+		must(t, os.WriteFile(filepath.Join(big, fmt.Sprint(i)), nil, 0o644))
+	}
+	lc := &linkCopy{ctx: &cancelledAfter{Context: context.Background(), checks: 1}, jobs: make(chan [2]string, 1)}
+	must(t, os.Mkdir(dst, 0o700))
+	lc.pending.Add(1)
+	lc.dir(big, dst)
+	if entries, _ := os.ReadDir(dst); len(entries) == 0 || len(entries) > 256 || !errors.Is(lc.err, context.Canceled) {
+		t.Errorf("a copy cancelled as it began a large directory linked %d of its 3000 entries, err %v", len(entries), lc.err)
+	}
+	removeAll(dst)
 	if _, err := os.Lstat(dst); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a failed copy left %s: %v", dst, err)
 	}
@@ -129,4 +150,18 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cancelledAfter is a context that is cancelled once its Err has been asked checks times.
+type cancelledAfter struct {
+	context.Context
+	checks int
+}
+
+func (c *cancelledAfter) Err() error {
+	if c.checks > 0 {
+		c.checks--
+		return nil
+	}
+	return context.Canceled
 }
