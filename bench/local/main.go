@@ -3,7 +3,10 @@
 // build (find). Both are timed side by side in one run, alternating, on the same site with one
 // file changed each round.
 //
-//	go run ./bench/local [-rounds 9] [-files 20000]
+//	go run ./bench/local [-rounds 9] [-files 20000] [-against OTHER-FERRY-BINARY]
+//
+// With -against, another build of ferry (an earlier commit's, say) deploys the same site to a
+// root of its own in the same rounds, so that the two are compared side by side.
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 9, "runs of each measurement")
 	files := flag.Int("files", 20000, "files in the site")
+	against := flag.String("against", "", "another ferry binary to time in the same rounds")
 	flag.Parse()
 	log.SetFlags(0)
 	work, err := os.MkdirTemp("", "ferry-bench-local-")
@@ -42,8 +46,9 @@ func main() {
 	}
 	root := filepath.Join(work, "srv")
 	benchkit.Must(os.WriteFile(filepath.Join(site, "ferry.yaml"), fmt.Appendf(nil, "root: %s\nsource: ./build\nkeep_releases: 3\n", root), 0o644))
-	deploy := func() time.Duration {
-		cmd := exec.Command(ferry, "deploy", "-q")
+	benchkit.Must(os.WriteFile(filepath.Join(site, "against.yaml"), fmt.Appendf(nil, "root: %s\nsource: ./build\nkeep_releases: 3\n", root+"-against"), 0o644))
+	deployWith := func(bin, config string) time.Duration {
+		cmd := exec.Command(bin, "deploy", "-q", "-c", config)
 		cmd.Dir = site
 		start := time.Now()
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -51,14 +56,19 @@ func main() {
 		}
 		return time.Since(start)
 	}
+	deploy := func() time.Duration { return deployWith(ferry, "ferry.yaml") }
 	deploy()
 	deploy()
+	if *against != "" {
+		deployWith(*against, "against.yaml")
+		deployWith(*against, "against.yaml")
+	}
 	// The floor's cp -al copies a tree of its own, as large as a release: linking the live
 	// release's inodes would change their ctimes, which ferry then checks by hashing.
 	floorSrc := filepath.Join(work, "floor-src")
 	run("cp", "-a", build, floorSrc)
 
-	var ferryT, cpT, scanT, floorT []time.Duration
+	var ferryT, cpT, scanT, floorT, againstT []time.Duration
 	for r := range *rounds {
 		benchkit.Must(os.WriteFile(filepath.Join(build, "public/d000/f00000.txt"), fmt.Appendf(nil, "round %d\n", r), 0o644))
 		measureFloor := func() {
@@ -77,10 +87,18 @@ func main() {
 			run("sync")
 			ferryT = append(ferryT, deploy())
 		}
+		measureAgainst := func() {
+			if *against != "" {
+				run("sync")
+				againstT = append(againstT, deployWith(*against, "against.yaml"))
+			}
+		}
 		if r%2 == 0 {
 			measureFerry()
 			measureFloor()
+			measureAgainst()
 		} else {
+			measureAgainst()
 			measureFloor()
 			measureFerry()
 		}
@@ -92,7 +110,14 @@ func main() {
 	fmt.Printf("| floor: both | %s |\n", ms(benchkit.Median(floorT)))
 	fmt.Printf("| ferry deploy | %s |\n", ms(benchkit.Median(ferryT)))
 	fmt.Printf("| ferry / floor | %.2f× |\n", float64(benchkit.Median(ferryT))/float64(benchkit.Median(floorT)))
+	if *against != "" {
+		fmt.Printf("| %s | %s |\n", *against, ms(benchkit.Median(againstT)))
+		fmt.Printf("| ferry / %s | %.2f× |\n", *against, float64(benchkit.Median(ferryT))/float64(benchkit.Median(againstT)))
+	}
 	fmt.Printf("\nferry samples: %s\nfloor samples: %s\n", list(ferryT), list(floorT))
+	if *against != "" {
+		fmt.Printf("%s samples: %s\n", *against, list(againstT))
+	}
 }
 
 func run(name string, args ...string) {
