@@ -140,11 +140,7 @@ func (d *decoder) merge(base, over *ast.MappingNode) (*ast.MappingNode, error) {
 // takeVars removes the vars key from the top-level mapping and returns its values: scalars,
 // which may use {{env.NAME}} and {{environment}}.
 func (d *decoder) takeVars(body ast.Node) (ast.Node, map[string]string, error) {
-	top, ok := body.(*ast.MappingNode)
-	if !ok {
-		return body, nil, nil
-	}
-	i := slices.IndexFunc(top.Values, func(kv *ast.MappingValueNode) bool { return d.keyName(kv.Key) == "vars" })
+	top, i := d.topKey(body, "vars")
 	if i < 0 {
 		return body, nil, nil
 	}
@@ -155,6 +151,15 @@ func (d *decoder) takeVars(body ast.Node) (ast.Node, map[string]string, error) {
 		return nil, nil, err
 	}
 	return rest, vars, nil
+}
+
+// topKey finds key name in body's top-level mapping: the mapping and the key's index, or -1.
+func (d *decoder) topKey(body ast.Node, name string) (*ast.MappingNode, int) {
+	top, ok := body.(*ast.MappingNode)
+	if !ok {
+		return nil, -1
+	}
+	return top, slices.IndexFunc(top.Values, func(kv *ast.MappingValueNode) bool { return d.keyName(kv.Key) == name })
 }
 
 // varsOf reads a vars mapping (at key): names to scalars, which may use {{env.NAME}} and

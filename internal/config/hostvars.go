@@ -28,11 +28,7 @@ type hostVars struct {
 
 // takeHostVars removes vars from every host mapping of hosts and returns them.
 func (d *decoder) takeHostVars(body ast.Node) (ast.Node, []hostVars, error) {
-	top, ok := body.(*ast.MappingNode)
-	if !ok {
-		return body, nil, nil
-	}
-	i := slices.IndexFunc(top.Values, func(kv *ast.MappingValueNode) bool { return d.keyName(kv.Key) == "hosts" })
+	top, i := d.topKey(body, "hosts")
 	if i < 0 {
 		return body, nil, nil
 	}
