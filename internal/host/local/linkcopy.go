@@ -100,28 +100,38 @@ func (c *linkCopy) dir(src, dst string) {
 		c.fail(&os.PathError{Op: "lstat", Path: src, Err: err})
 		return
 	}
-	f, err := os.Open(src)
+	// Links are made relative to the two directories' descriptors: the kernel then looks up
+	// one name per link, not every component of two long paths.
+	from, err := openDir(src)
 	if err != nil {
 		c.fail(err)
 		return
 	}
-	entries, err := f.ReadDir(-1)
-	f.Close()
+	defer from.Close()
+	to, err := openDir(dst)
 	if err != nil {
 		c.fail(err)
 		return
 	}
+	defer to.Close()
+	entries, err := from.ReadDir(-1)
+	if err != nil {
+		c.fail(err)
+		return
+	}
+	fromFD, toFD := int(from.Fd()), int(to.Fd())
 	for i, e := range entries {
 		if i%256 == 255 && c.failed() {
 			return // cancelled: a large directory is not finished first
 		}
-		s, d := filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())
+		name := e.Name()
 		if e.IsDir() {
-			if err := unix.Mkdir(d, 0o700); err != nil {
-				c.fail(&os.PathError{Op: "mkdir", Path: d, Err: err})
+			if err := unix.Mkdirat(toFD, name, 0o700); err != nil {
+				c.fail(&os.PathError{Op: "mkdir", Path: filepath.Join(dst, name), Err: err})
 				return
 			}
 			c.pending.Add(1)
+			s, d := filepath.Join(src, name), filepath.Join(dst, name)
 			select {
 			case c.jobs <- [2]string{s, d}:
 			default:
@@ -130,8 +140,8 @@ func (c *linkCopy) dir(src, dst string) {
 			continue
 		}
 		// Flags 0: a symlink is linked itself, never followed.
-		if err := unix.Linkat(unix.AT_FDCWD, s, unix.AT_FDCWD, d, 0); err != nil {
-			c.fail(&os.LinkError{Op: "link", Old: s, New: d, Err: err})
+		if err := unix.Linkat(fromFD, name, toFD, name, 0); err != nil {
+			c.fail(&os.LinkError{Op: "link", Old: filepath.Join(src, name), New: filepath.Join(dst, name), Err: err})
 			return
 		}
 	}
@@ -177,4 +187,13 @@ func copyXattrs(src, dst string) {
 			_ = unix.Lsetxattr(dst, name, value[:n], 0)
 		}
 	}
+}
+
+// openDir opens directory p, never through a link.
+func openDir(p string) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return os.NewFile(uintptr(fd), p), nil
 }
