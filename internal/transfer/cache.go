@@ -4,12 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/gob"
 	"encoding/hex"
-	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // HashCache remembers the hash of each file of a build by its stat data (size, mtime, ctime,
@@ -48,22 +48,15 @@ func OpenHashCache(src string) *HashCache {
 	return c
 }
 
-func statKey(info fs.FileInfo) (cacheEntry, bool) {
-	st, ok := info.Sys().(*syscall.Stat_t)
-	if !ok {
-		return cacheEntry{}, false
-	}
-	mtime, ctime := statTimes(st)
-	return cacheEntry{Size: info.Size(), MTime: mtime, CTime: ctime, Ino: uint64(st.Ino)}, true
+// statKey is what a file's stat data says of its content: a file whose key is unchanged has
+// its cached hash.
+func statKey(st *unix.Stat_t) cacheEntry {
+	return cacheEntry{Size: st.Size, MTime: st.Mtim.Nano(), CTime: st.Ctim.Nano(), Ino: uint64(st.Ino)}
 }
 
 // lookup returns the cached hash of rel if its stat data is unchanged.
-func (c *HashCache) lookup(rel string, info fs.FileInfo) (string, bool) {
+func (c *HashCache) lookup(rel string, key cacheEntry) (string, bool) {
 	if c == nil {
-		return "", false
-	}
-	key, ok := statKey(info)
-	if !ok {
 		return "", false
 	}
 	e, ok := c.entries[rel]
@@ -78,13 +71,12 @@ func (c *HashCache) lookup(rel string, info fs.FileInfo) (string, bool) {
 var racyWindow = 2 * time.Second
 
 // remember records the hash of rel for the next scan.
-func (c *HashCache) remember(rel string, info fs.FileInfo, hash string, scanStart time.Time) {
+func (c *HashCache) remember(rel string, key cacheEntry, hash string, scanStart time.Time) {
 	if c == nil {
 		return
 	}
-	key, ok := statKey(info)
 	limit := scanStart.Add(-racyWindow).UnixNano()
-	if !ok || key.CTime >= limit || key.MTime >= limit {
+	if key.CTime >= limit || key.MTime >= limit {
 		return
 	}
 	key.Hash = hash

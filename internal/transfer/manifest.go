@@ -8,11 +8,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"io/fs"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	json "github.com/goccy/go-json"
 )
 
 // Entry types.

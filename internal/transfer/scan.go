@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,8 +27,6 @@ import (
 // cache, if not nil, spares reading files whose stat data did not change since the last scan.
 func Scan(dir string, exclude []string, cache *HashCache) (*Manifest, error) {
 	start := time.Now()
-	excl := parseExclude(exclude)
-	var infos []fs.FileInfo // of regular files, in entry order, for the cache
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, &SourceError{Err: fmt.Errorf("source %s: %w", dir, err)}
@@ -35,69 +34,132 @@ func Scan(dir string, exclude []string, cache *HashCache) (*Manifest, error) {
 	if !info.IsDir() {
 		return nil, &SourceError{Err: fmt.Errorf("source %s is not a directory", dir)}
 	}
-	m := &Manifest{}
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if p == dir {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		rel = filepath.ToSlash(rel)
-		// The walk never enters an excluded directory, so rel's own match is the whole answer.
-		if excl.matches(rel, d.IsDir()) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		// A release gets the build's permissions as the deploying user's umask lets them, the
-		// same over every transport; setuid, setgid and sticky bits are never deployed.
-		e := Entry{Path: rel, Mode: info.Mode().Perm() &^ umask, MTime: info.ModTime().Unix()}
-		switch {
-		case info.Mode().IsDir():
-			e.Type = TypeDir
-		case info.Mode().IsRegular():
-			e.Type, e.Size = TypeFile, info.Size()
-			e.Hash, _ = cache.lookup(rel, info)
-			infos = append(infos, info)
-		case info.Mode()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			if err := symlinkInside(dir, rel, target); err != nil {
-				return &SourceError{Path: rel, Err: fmt.Errorf("source %s: %w", dir, err)}
-			}
-			e.Type, e.Target = TypeSymlink, target
-		default:
-			return &SourceError{Path: rel, Err: fmt.Errorf("source %s: %q is a %s; only files, directories and symlinks can be deployed", dir, rel, info.Mode().Type())}
-		}
-		m.Entries = append(m.Entries, e)
-		return nil
-	})
+	top, err := os.Open(dir)
+	if err != nil {
+		return nil, &SourceError{Err: fmt.Errorf("source %s: %w", dir, err)}
+	}
+	w := &scanWalk{dir: dir, excl: parseExclude(exclude), cache: cache, m: &Manifest{}}
+	err = w.walk(top, "")
+	top.Close()
 	if err != nil {
 		return nil, err
 	}
+	m := w.m
 	if err := hashFiles(dir, m); err != nil {
 		return nil, err
 	}
 	i := 0
 	for _, e := range m.Entries {
 		if e.Type == TypeFile {
-			cache.remember(e.Path, infos[i], e.Hash, start)
+			cache.remember(e.Path, w.keys[i], e.Hash, start)
 			i++
 		}
 	}
 	return m, nil
+}
+
+// scanWalk is one Scan's walk of the build: depth first, the entries of each directory by name
+// (as filepath.WalkDir), each stat'ed relative to its directory's descriptor, so that the
+// kernel looks up one name, not every component of a long path.
+type scanWalk struct {
+	dir   string
+	excl  excludeList
+	cache *HashCache
+	m     *Manifest
+	keys  []cacheEntry // of regular files, in entry order, for the cache
+}
+
+// walk adds the entries of the directory open as f, which is rel in the build ("" for the
+// top), and closes nothing.
+func (w *scanWalk) walk(f *os.File, rel string) error {
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	slices.Sort(names)
+	fd := int(f.Fd())
+	for _, name := range names {
+		r := name
+		if rel != "" {
+			r = rel + "/" + name
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return &fs.PathError{Op: "lstat", Path: filepath.Join(w.dir, r), Err: err}
+		}
+		mode := uint32(st.Mode)
+		isDir := mode&unix.S_IFMT == unix.S_IFDIR
+		// The walk never enters an excluded directory, so r's own match is the whole answer.
+		if w.excl.matches(r, isDir) {
+			continue
+		}
+		// A release gets the build's permissions as the deploying user's umask lets them, the
+		// same over every transport; setuid, setgid and sticky bits are never deployed.
+		e := Entry{Path: r, Mode: fs.FileMode(mode&0o777) &^ umask, MTime: int64(st.Mtim.Sec)}
+		switch mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			e.Type = TypeDir
+			w.m.Entries = append(w.m.Entries, e)
+			cfd, err := unix.Openat(fd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return &fs.PathError{Op: "open", Path: filepath.Join(w.dir, r), Err: err}
+			}
+			child := os.NewFile(uintptr(cfd), filepath.Join(w.dir, r))
+			err = w.walk(child, r)
+			child.Close()
+			if err != nil {
+				return err
+			}
+			continue
+		case unix.S_IFREG:
+			key := statKey(&st)
+			e.Type, e.Size = TypeFile, st.Size
+			e.Hash, _ = w.cache.lookup(r, key)
+			w.keys = append(w.keys, key)
+		case unix.S_IFLNK:
+			target, err := readlinkat(fd, name)
+			if err != nil {
+				return &fs.PathError{Op: "readlink", Path: filepath.Join(w.dir, r), Err: err}
+			}
+			if err := symlinkInside(w.dir, r, target); err != nil {
+				return &SourceError{Path: r, Err: fmt.Errorf("source %s: %w", w.dir, err)}
+			}
+			e.Type, e.Target = TypeSymlink, target
+		default:
+			return &SourceError{Path: r, Err: fmt.Errorf("source %s: %q is a %s; only files, directories and symlinks can be deployed", w.dir, r, fileType(mode))}
+		}
+		w.m.Entries = append(w.m.Entries, e)
+	}
+	return nil
+}
+
+// readlinkat is the target of the link name in the directory open as fd.
+func readlinkat(fd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(fd, name, buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+	}
+}
+
+// fileType is the type bits of a stat mode as fs.FileMode has them (a fifo prints as p---------).
+func fileType(mode uint32) fs.FileMode {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return fs.ModeNamedPipe
+	case unix.S_IFSOCK:
+		return fs.ModeSocket
+	case unix.S_IFCHR:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case unix.S_IFBLK:
+		return fs.ModeDevice
+	}
+	return fs.ModeIrregular
 }
 
 // maxLinkHops is how many symlinks resolving one link may follow, as in the Linux kernel.
