@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferry-deploy/ferry/internal/cli"
 	"github.com/ferry-deploy/ferry/internal/invariants"
+	"github.com/ferry-deploy/ferry/internal/webtest"
 )
 
 func TestMain(m *testing.M) {
@@ -28,6 +29,7 @@ func TestScript(t *testing.T) {
 	testscript.Run(t, testscript.Params{
 		Dir: "../../testdata/script",
 		Setup: func(env *testscript.Env) error {
+			env.Values[sshKey{}] = &sshState{servers: map[string]*webtest.SSHD{}}
 			return filepath.WalkDir(env.WorkDir, func(p string, d os.DirEntry, err error) error {
 				if err != nil || d.IsDir() || !strings.HasSuffix(p, ".yaml") {
 					return err
@@ -44,6 +46,7 @@ func TestScript(t *testing.T) {
 			"waitfile":   cmdWaitfile,
 			"invariants": cmdInvariants,
 			"exits":      cmdExits,
+			"sshd":       cmdSSHD,
 		},
 	})
 }
