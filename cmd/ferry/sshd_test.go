@@ -13,7 +13,8 @@ import (
 // SSH test here) and makes NAME an alias of it in $HOME/.ssh/config, with a client key and
 // known_hosts of the script's own; HOME is set to a directory of the script. The servers are
 // stopped when the script ends.
-// sshd stop NAME: stops NAME's server (a host that went down).
+// sshd stop NAME: stops NAME's server (a host that went down). Processes a host started
+// detached (a socket service's) are not the server's: a script that starts them stops them.
 func cmdSSHD(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) < 2 || args[0] != "start" && args[0] != "stop" {
 		ts.Fatalf("usage: sshd start NAME... | sshd stop NAME")
@@ -36,6 +37,9 @@ func cmdSSHD(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Setenv("HOME", home)
 	}
 	for _, name := range args[1:] {
+		if st.servers[name] != nil {
+			ts.Fatalf("sshd start %s: already started (a host that went down stays down)", name)
+		}
 		s := webtest.StartSSHD(tb, st.client, false)
 		st.client.Alias(tb, name, s)
 		st.servers[name] = s

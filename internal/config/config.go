@@ -309,19 +309,20 @@ func ParseWith(file string, data []byte, o Options) (cfg *Config, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := d.build(body, o)
+	// With hosts' own vars, the hosts list is only whole once they are applied: it is checked then.
+	c, err := d.build(body, o, len(hostVars) == 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.perHost(c, body, hostVars, o); err != nil {
+	if err := d.perHost(c, body, hostVars); err != nil {
 		return nil, err
 	}
 	c.FromEnv = d.fromEnv
 	return c, nil
 }
 
-// build decodes body into a config, fills in the defaults and validates it.
-func (d *decoder) build(body ast.Node, o Options) (*Config, error) {
+// build decodes body into a config and fills in the defaults; with finish, it also validates it.
+func (d *decoder) build(body ast.Node, o Options, finish bool) (*Config, error) {
 	var c Config
 	if err := d.decode(body, reflect.ValueOf(&c).Elem(), "$"); err != nil {
 		return nil, err
@@ -354,6 +355,17 @@ func (d *decoder) build(body ast.Node, o Options) (*Config, error) {
 	if c.HookTimeout == 0 {
 		c.HookTimeout = Duration(DefaultHookTimeout)
 	}
+	if finish {
+		if err := d.finish(&c); err != nil {
+			return nil, err
+		}
+	}
+	return &c, nil
+}
+
+// finish fills in the defaults of what may differ per host (services, the health check) and
+// validates c.
+func (d *decoder) finish(c *Config) error {
 	for i := range c.Services {
 		if s := &c.Services[i]; s.Socket() {
 			if s.StopSignal == "" {
@@ -379,11 +391,11 @@ func (d *decoder) build(body ast.Node, o Options) (*Config, error) {
 	if err := c.validate(); err != nil {
 		var ve *validationError
 		if errors.As(err, &ve) {
-			return nil, d.positioned(ve.path, ve.msg)
+			return d.positioned(ve.path, ve.msg)
 		}
-		return nil, err
+		return err
 	}
-	return &c, nil
+	return nil
 }
 
 // DisplayName is how ferry names the host in output and in --host.

@@ -220,10 +220,21 @@ func TestLoadRefusesHugeInput(t *testing.T) {
 	// 16,000 aliases to one 64 KiB value stand for 1 GiB of text.
 	long := "app: &a ./" + strings.Repeat("a/", maxValueSize/2-2) + "\n"
 	aliases := "[" + strings.TrimSuffix(strings.Repeat("*a, ", 16_000), ", ") + "]\n"
+	// 5,000 hosts each given one anchored mapping of 5,000 vars.
+	var varsBomb strings.Builder
+	varsBomb.WriteString(head + "x: &v {")
+	for i := range 5000 {
+		fmt.Fprintf(&varsBomb, "v%d: %d, ", i, i)
+	}
+	varsBomb.WriteString("}\nhosts:\n")
+	for i := range 5000 {
+		fmt.Fprintf(&varsBomb, "  - {ssh: h%d, vars: *v}\n", i)
+	}
 	for _, tc := range []struct {
 		name, data, want string
 	}{
 		{"empty", "", "1:1: the file is empty"},
+		{"5,000 hosts' vars of 5,000 values", varsBomb.String(), "3:32687: aliases make the file stand for far more"},
 		{"64 KiB assets 16,000 times", head + long + "assets: " + aliases, "4:70: aliases make the file stand for far more text than it holds"},
 		{"64 KiB exclude patterns 16,000 times", head + long + "exclude: " + aliases, "4:71: aliases make the file stand for far more text than it holds"},
 		{"larger than 1 MiB", head + "app: " + strings.Repeat("a", 2<<20) + "\n", fmt.Sprintf("3:%d: the file is larger than 1 MiB", maxFileSize-len(head)+1)},

@@ -160,14 +160,19 @@ type decoder struct {
 	vars        map[string]string
 	environment string
 	getenv      func(string) (string, bool)
-	fromEnv     map[string]string // see Config.FromEnv
-	hostOnly    map[string]string // variables some host defines, to the key that does
+	fromEnv     map[string]string   // see Config.FromEnv
+	hostOnly    map[string]string   // variables some host defines, to the key that does
+	usedBy      map[string][]string // variables, to the keys whose values use them (see use)
+	// budgetValues and budgetText are what values and text started at.
+	budgetValues, budgetText int
 }
 
 func newDecoder(file string, body ast.Node, tokens, size int) *decoder {
-	return &decoder{file: file, targets: bind(body), pos: map[string]*token.Position{},
+	d := &decoder{file: file, targets: bind(body), pos: map[string]*token.Position{},
 		values: max(minValues, valuesPerToken*tokens), text: max(minText, textPerByte*size),
 		merging: map[ast.Node]bool{}}
+	d.budgetValues, d.budgetText = d.values, d.text
+	return d
 }
 
 func (d *decoder) errorf(n ast.Node, format string, args ...any) error {

@@ -198,6 +198,9 @@ func (d *decoder) varsOf(node ast.Node, key string) (map[string]string, error) {
 			if s, err = d.substitute(s, v.Value, key+"."+name); err != nil {
 				return nil, err
 			}
+			if err := d.spend(v.Value, len(s)); err != nil {
+				return nil, err
+			}
 			vars[name] = s
 		}
 		return vars, nil
@@ -238,6 +241,9 @@ func (d *decoder) substitute(s string, at ast.Node, key string) (string, error) 
 			return d.environment
 		}
 		v, ok := d.vars[name]
+		if ok {
+			d.use(name, key)
+		}
 		if !ok {
 			defined := "none"
 			if len(d.vars) > 0 {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -79,7 +80,7 @@ func TestEnvironmentsMergeAndVariablesExpand(t *testing.T) {
 func TestHostVariableErrors(t *testing.T) {
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"changes the source", "root: /srv\nsource: ./{{dir}}\nvars: {dir: build}\nhosts:\n  - {ssh: web1, vars: {dir: other}}\n",
-			"ferry.yaml:5:17: hosts[0].vars: they change source, which must be the same on every host; only root, hooks, services, health may differ per host"},
+			"ferry.yaml:5:17: hosts[0].vars: they change source, which must be the same on every host; only root, hooks, services, health, and the host's own ssh, roles and name, may differ per host"},
 		{"only a host defines it", "root: /srv\nsource: .\nhealth: {url: \"http://127.0.0.1:{{port}}/\"}\nhosts:\n  - {ssh: web1, vars: {port: 1}}\n",
 			"ferry.yaml:3:15: health.url: unknown variable {{port}}: hosts[0].vars defines it, but a host's vars only override the file's; give it a default under vars"},
 		{"not a mapping", "root: /srv\nsource: .\nhosts:\n  - {ssh: web1, vars: [a]}\n", "ferry.yaml:4:23: hosts[0].vars: expected a mapping of names to values"},
@@ -128,5 +129,58 @@ func TestEnvironmentAndVariableErrors(t *testing.T) {
 				t.Fatalf("err = %v\nwant a config error containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A host's own entry (ssh, root, roles) sees its vars; a fleet of many hosts with vars and many
+// hooks loads (each host decodes only what may differ); a host's var used by a hook that runs
+// once for the fleet is refused.
+func TestHostVariablesInTheHostsOwnEntry(t *testing.T) {
+	c, err := Parse("ferry.yaml", []byte(`root: /srv/{{site}}
+source: .
+vars: {site: main, user: deploy, role: web}
+hosts:
+  - {ssh: "{{user}}@web1", root: "/srv/own-{{site}}", roles: ["{{role}}"], vars: {user: admin, site: w1, role: db}}
+  - {ssh: "{{user}}@web2", vars: {site: w2}}
+  - {ssh: "{{user}}@web3"}
+hooks:
+  before_activate:
+    - {run: "migrate {{site}}", roles: [db]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{c.Hosts[0].SSH, c.Hosts[0].Root, c.Hosts[0].Roles[0], c.Hosts[1].SSH, c.Hosts[1].Root, c.Hosts[2].SSH, c.Hosts[2].Root,
+		c.ForHost(0).Hooks.BeforeActivate[0].Run, c.ForHost(1).Hooks.BeforeActivate[0].Run, c.ForHost(2).Hooks.BeforeActivate[0].Run}
+	want := []string{"admin@web1", "/srv/own-w1", "db", "deploy@web2", "/srv/w2", "deploy@web3", "", "migrate w1", "migrate w2", "migrate main"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+
+	var fleet strings.Builder
+	fleet.WriteString("root: /srv\nsource: .\nvars: {port: \"1\"}\nhosts:\n")
+	for i := range 60 {
+		fmt.Fprintf(&fleet, "  - ssh: web%d\n    vars:\n      port: \"%d\"\n", i, 8000+i)
+	}
+	fleet.WriteString("hooks:\n  before_activate:\n")
+	for i := range 20 {
+		fmt.Fprintf(&fleet, "    - run: echo hook %d on {{port}}\n      timeout: 1m\n", i)
+	}
+	c, err = Parse("ferry.yaml", []byte(fleet.String()))
+	if err != nil {
+		t.Fatalf("a fleet of 60 hosts with vars: %v", err)
+	}
+	if got := c.ForHost(59).Hooks.BeforeActivate[19].Run; got != "echo hook 19 on 8059" {
+		t.Errorf("host 59's last hook = %q", got)
+	}
+
+	_, err = Parse("ferry.yaml", []byte("root: /srv\nsource: .\nvars: {to: ops}\nhosts:\n  - {ssh: web1, vars: {to: dev}}\nhooks:\n  on_failure: [{run: 'mail {{to}}', local: true}]\n"))
+	if err == nil || !strings.Contains(err.Error(), "hosts[0].vars: they change hooks.on_failure") {
+		t.Errorf("a host's var in an on_failure hook: %v; want it refused", err)
+	}
+	// A value a host's vars make invalid names that host.
+	_, err = Parse("ferry.yaml", []byte("root: /srv\nsource: .\nvars: {h: \"http://127.0.0.1/\"}\nhosts:\n  - {ssh: web1, vars: {h: not-a-url}}\nhealth: {url: \"{{h}}\"}\n"))
+	if err == nil || !strings.Contains(err.Error(), "(with the vars of hosts[0])") {
+		t.Errorf("a health URL a host's vars break: %v; want the host named", err)
 	}
 }

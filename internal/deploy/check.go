@@ -425,7 +425,7 @@ func (c *checker) opcache() {
 // env reports a shared file that changed since the last activation when no service restarts.
 func (c *checker) env() {
 	changed := release.ChangedShared(c.st.LastShared, c.probe.SharedHashes)
-	if len(changed) > 0 && !hasRestart(c.cfg) {
+	if len(changed) > 0 && !hasRestart(c.t.Cfg) {
 		c.add(check.Warning, "env-changed-no-restart", fmt.Sprintf("shared %s changed since the last activation, and no service has a restart command: processes that read it at boot keep the old values", strings.Join(changed, ", ")), "give the app's service a restart: command; ferry runs it instead of reload when a shared file changed")
 	}
 }

@@ -564,3 +564,41 @@ services:
 		}
 	}
 }
+
+// ferry check judges each host by its own config: a service that restarts only where a host's
+// vars give it a restart command is found on that host, and missed on the other.
+func TestSSHCheckUsesEachHostsVars(t *testing.T) {
+	f := newFleetOf(t, 2, func(i int) string {
+		if i == 0 {
+			return "\n    vars: {rs: \"echo restarting\"}"
+		}
+		return ""
+	}, `vars: {rs: ""}
+shared:
+  files: [.env]
+services:
+  - name: app
+    reload: "true"
+    restart: "{{rs}}"
+`)
+	for _, root := range f.roots {
+		hostShared(t, root, ".env")
+	}
+	f.mustDeployFleet()
+	for _, root := range f.roots {
+		os.WriteFile(filepath.Join(root, "shared", ".env"), []byte("CHANGED=1\n"), 0o600)
+	}
+	findings, err := Check(context.Background(), f.cfg, f.opts, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warned := map[string]bool{}
+	for _, fd := range findings {
+		if fd.Code == "env-changed-no-restart" {
+			warned[fd.Host] = true
+		}
+	}
+	if warned[f.names[0]] || !warned[f.names[1]] {
+		t.Errorf("env-changed-no-restart on %v; want it on %s only (only %s restarts)", warned, f.names[1], f.names[0])
+	}
+}
