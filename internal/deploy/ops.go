@@ -107,11 +107,25 @@ func Rollback(ctx context.Context, cfg *config.Config, id string, opts Options, 
 	// From here an interrupt does not stop ferry: every host is swapped, so none is left split.
 	actx := context.WithoutCancel(ctx)
 	err = switchover(actx, cfg, moves, res.To, release.EventRollback, false, rep)
-	for i, m := range moves {
-		if m.done != nil {
-			hosts[i].lease = nil // given up with the swap's log entry
+	// Every lock is given back here (or was, with the swap's log entry): the processes of the
+	// release left behind are asked to stop then, and their drains shown.
+	_ = eachOf(moves, 0, func(m *move) error {
+		l := hosts[slices.Index(moves, m)]
+		d := m.done
+		if d == nil {
+			var rerr error
+			if d, rerr = l.lease.ReleaseDone(actx); rerr != nil {
+				rep.Warn(m.Name, fmt.Sprintf("unlock: %v", rerr))
+				return nil
+			}
+			for _, w := range d.Warnings {
+				rep.Warn(m.Name, w)
+			}
 		}
-	}
+		l.lease = nil
+		stoppedSteps(m.Target, d, rep)
+		return nil
+	})
 	for _, l := range hosts {
 		if c, ok := l.Root.Host.(host.Counter); ok {
 			res.RoundTrips = max(res.RoundTrips, c.RoundTrips())

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -316,11 +317,15 @@ func TestSocketRollbackStartsTheTargetAgain(t *testing.T) {
 	s.appVersion("v1")
 	v1 := s.mustDeploy()
 	s.appVersion("v2")
-	s.mustDeploy()
+	v2 := s.mustDeploy()
 	waitOneApp(t, s)
 	s.mustRollback("")
 	if s.current() != v1 {
 		t.Fatalf("current = %s, want %s", s.current(), v1)
+	}
+	// The rollback says it lets the process it left drain.
+	if !slices.ContainsFunc(s.rep.kept, func(st Step) bool { return st.Kind == StepStop && st.Release == v2 && st.Service == "app" }) {
+		t.Errorf("the rollback did not report the drain of %s's process: %v", v2, s.rep.steps)
 	}
 	if got := getSocket(t, filepath.Join(s.root, "app.sock"), "/"); !strings.Contains(got, "v1") {
 		t.Fatalf("app.sock after the rollback: %q", got)

@@ -275,16 +275,23 @@ func (l *Lease) heldScript(s *script) {
 
 // Release gives the lock up.
 func (l *Lease) Release(ctx context.Context) error {
+	d, err := l.ReleaseDone(ctx)
+	if err == nil && len(d.Warnings) > 0 {
+		err = errors.New(d.Warnings[0])
+	}
+	return err
+}
+
+// ReleaseDone gives the lock up and says what that did: the processes it asked to stop (see
+// Done.Stopped), and its warnings.
+func (l *Lease) ReleaseDone(ctx context.Context) (*Done, error) {
 	s := l.root.newScript()
 	l.unlockScript(s)
 	f, err := s.run(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if d := done(nil, f); len(d.Warnings) > 0 {
-		return errors.New(d.Warnings[0])
-	}
-	return nil
+	return done(nil, f), nil
 }
 
 // Unlock removes the lock whoever holds it, for 'ferry unlock'. It returns the former holder. A

@@ -113,6 +113,7 @@ func fetch(ctx context.Context, client *http.Client, url string) *Response {
 // connection accepted. Every second, alive says whether the process still runs (given why the
 // last attempt failed); its error ends the wait at once.
 func Ready(ctx context.Context, dial func(ctx context.Context, network, addr string) (net.Conn, error), socket string, c *Check, release string, timeout time.Duration, alive func(ctx context.Context, last error) error) error {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	unixDial := func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx, "unix", socket) }
@@ -174,6 +175,10 @@ func Ready(ctx context.Context, dial func(ctx context.Context, network, addr str
 		}
 		select {
 		case <-ctx.Done():
+			if err := parent.Err(); err != nil {
+				// Interrupted, not timed out: what the last try met is not why it stopped.
+				return fmt.Errorf("interrupted while waiting for %s to answer: %w", where, err)
+			}
 			if alive != nil {
 				if err := alive(context.WithoutCancel(ctx), last.Err); err != nil {
 					return err
