@@ -258,7 +258,17 @@ func (l *Lease) unlockScript(s *script) {
 	// Only the run that holds the lock may stop processes: another run's new process is
 	// neither current nor linked until its swap.
 	l.root.stopStaleScript(s)
-	s.line(`rm -f "$R/.ferry/lock"; elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
+	s.line(removeLockIf(string(l.data)) + `; elif [ -e "$R/.ferry/lock" ]; then note warn "the lock was taken over by another run; not removing it"; fi`)
+}
+
+// removeLockIf is sh that removes the lock only if it still holds data, atomically: a check and
+// then rm would remove the lock of a run that took it over in between (a killed run's unlock,
+// which goes on after it, stopping processes between the two). The lock is moved aside to a
+// name of its own, compared there, and linked back if it is another run's; a run that looks for
+// its lock in that instant waits for it (see heldScript).
+func removeLockIf(data string) string {
+	a := `"$R/.ferry/lock.gone-` + randomSuffix() + `"`
+	return `if mv "$R/.ferry/lock" ` + a + ` 2>/dev/null; then if [ "$(cat ` + a + ` 2>/dev/null)" != ` + q(strings.TrimRight(data, "\n")) + ` ]; then ln ` + a + ` "$R/.ferry/lock" 2>/dev/null; fi; rm -f ` + a + `; fi`
 }
 
 // heldScript adds to s a check that the lock is still this run's: a run whose lock another
@@ -314,7 +324,7 @@ func (r *Root) Unlock(ctx context.Context, force bool) (*Holder, error) {
 		}
 	}
 	s := r.newScript()
-	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(strings.TrimRight(string(p.HolderRaw), "\n")) + ` ]; then rm -f "$R/.ferry/lock"; fi`)
+	s.line(`if [ "$(cat "$R/.ferry/lock" 2>/dev/null)" = ` + q(strings.TrimRight(string(p.HolderRaw), "\n")) + ` ]; then ` + removeLockIf(string(p.HolderRaw)) + `; fi`)
 	if _, err := s.run(ctx); err != nil {
 		return p.Holder, err
 	}

@@ -482,7 +482,7 @@ func (r *Root) recoverScript(s *script) {
 	s.line(`find "$R/.ferry" "$R/.ferry/manifests" -maxdepth 1 -type f -name '*.tmp-*' -exec rm -f {} + 2>/dev/null`)
 	// A run waiting for the lock writes lock.new-* while we hold it: only old ones are leftovers.
 	// So does a background deletion (settling.*), and one left by a reboot is old.
-	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
+	s.line(`find "$R/.ferry" -maxdepth 1 -type f \( -name 'lock.new-*' -o -name 'lock.stale-*' -o -name 'lock.gone-*' \) -mmin +10 -exec rm -f {} + 2>/dev/null`)
 	s.line(`find "$R/.ferry" -maxdepth 1 -name '` + settlingPrefix + `*' -mmin +10 -exec rm -rf {} + 2>/dev/null`)
 	// .ferry/trash is where older versions of ferry put releases being deleted.
 	s.line(`for t in "$R"/releases/` + nextPrefix + `* "$R"/releases/` + trashPrefix + `* "$R"/.ferry/trash; do`)

@@ -729,3 +729,37 @@ func TestHeldWaitsForALockATakeoverPutsBack(t *testing.T) {
 		t.Fatalf("another run's lock: %v, want the run stopped", err)
 	}
 }
+
+// A run's unlock removes the lock only if it is still its own when it removes it: the lock of a
+// run that took it over in the meantime (while a killed run's unlock went on stopping
+// processes) stays.
+func TestUnlockRemovesOnlyItsOwnLock(t *testing.T) {
+	r := newRoot(t)
+	_, lease, err := r.Lock(context.Background(), CurrentHolder("ferry deploy"), 0, ProbeOptions{}, logf(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockPath := filepath.Join(r.Dir, ".ferry", "lock")
+	other := `{"user":"b","host":"elsewhere","pid":2}`
+	os.WriteFile(lockPath, []byte(other), 0o600) // taken over since this run checked
+	s := r.newScript()
+	s.line(removeLockIf(string(lease.data)))
+	if _, err := s.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(lockPath); err != nil || string(b) != other {
+		t.Fatalf("the other run's lock after this run's removal: %q, %v", b, err)
+	}
+	os.WriteFile(lockPath, lease.data, 0o600)
+	s = r.newScript()
+	s.line(removeLockIf(string(lease.data)))
+	if _, err := s.run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(lockPath); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("this run's own lock was not removed: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(r.Dir, ".ferry", "lock.gone-*")); len(left) > 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
