@@ -43,10 +43,10 @@ func (run *hostRun) prepare(ctx context.Context, cfg *config.Config, opts Deploy
 	if err != nil {
 		return err
 	}
-	// The local host copies the live release while the plan is made: without the copy,
-	// nothing of the live release is reused.
+	// The local host copies the live release while the plan is made. A plan that reuses
+	// nothing does not need the copy; one that does is made again without reuse if it failed.
 	if lv := run.probe.Live; lv != nil && rp.previous == "" {
-		lv.StopCopy() // nothing of the live release is reused
+		lv.StopCopy()
 	} else if lv != nil {
 		if reason := lv.WaitCopy(); reason != "" {
 			run.noCopy(reason, rep)

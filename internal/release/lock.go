@@ -123,10 +123,11 @@ func processStart(pid int) uint64 {
 
 // Lease is a lock this run holds.
 type Lease struct {
-	root  *Root
-	data  []byte
-	copy  string // the probe's scratch copy, removed with the lock if still there
-	live  *Live  // whose copy, if the host makes it while the run plans, ends before the lock
+	root *Root
+	data []byte
+	// live is what the probe saw of the live release: its scratch copy (Live.Copy) is removed
+	// with the lock if still there, and ended first if the host makes it while the run plans.
+	live  *Live
 	links string // the prefix of the probe's temporary links, removed with the lock
 }
 
@@ -155,9 +156,6 @@ func (r *Root) Lock(ctx context.Context, me Holder, wait time.Duration, o ProbeO
 		if p.Missing || p.Locked {
 			if p.Locked {
 				l := &Lease{root: r, data: data, live: p.Live}
-				if p.Live != nil {
-					l.copy = p.Live.Copy
-				}
 				l.links = p.linkPrefix
 				return p, l, nil
 			}
@@ -247,9 +245,9 @@ func (r *Root) takeOver(ctx context.Context, stale []byte) (bool, error) {
 func (l *Lease) unlockScript(s *script) {
 	if l.live != nil {
 		l.live.StopCopy()
-	}
-	if l.copy != "" {
-		s.trash = append(s.trash, l.copy)
+		if l.live.Copy != "" {
+			s.trash = append(s.trash, l.live.Copy)
+		}
 	}
 	if l.links != "" {
 		s.line(`rm -f "$R"/current.` + l.links + `??????`)

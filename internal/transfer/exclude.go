@@ -111,20 +111,15 @@ func (l excludeList) excluded(rel string, isDir bool) bool {
 	return l.matches(rel, isDir)
 }
 
-// Excluded reports whether rel (slash-separated, relative to the top of the build) is left out by
-// the exclude patterns, read with git's gitignore rules: itself, or because a directory it is in
-// is excluded. isDir tells whether rel is a directory.
-func Excluded(rel string, isDir bool, patterns []string) bool {
-	return parseExclude(patterns).excluded(rel, isDir)
-}
-
-// A Matcher holds patterns parsed once, for matching many paths as Excluded does.
+// A Matcher holds exclude patterns parsed once, for matching many paths.
 type Matcher struct{ l excludeList }
 
-// NewMatcher parses patterns (gitignore rules, as for exclude).
+// NewMatcher parses patterns, read with git's gitignore rules.
 func NewMatcher(patterns []string) Matcher { return Matcher{parseExclude(patterns)} }
 
-// Match reports what Excluded(rel, isDir, patterns) would.
+// Match reports whether rel (slash-separated, relative to the top of the build) is matched by
+// the patterns: itself, or because a directory it is in is. isDir tells whether rel is a
+// directory.
 func (m Matcher) Match(rel string, isDir bool) bool { return len(m.l) > 0 && m.l.excluded(rel, isDir) }
 
 // The results of dowild, as in git's wildmatch.c. The two aborts stop the backtracking early:

@@ -246,8 +246,8 @@ func TestExcludedFollowsGitignore(t *testing.T) {
 		{[]string{"a[!b]d", "x?z", "[[:digit:]]*.txt"}, []probe{{"aXd", false, true}, {"abd", false, false}, {"xyz", false, true}, {"x/z", false, false}, {"1.txt", false, true}}},
 	} {
 		for _, p := range tc.probes {
-			if got := Excluded(p.path, p.isDir, tc.patterns); got != p.want {
-				t.Errorf("Excluded(%q, dir=%v, %q) = %v, want %v", p.path, p.isDir, tc.patterns, got, p.want)
+			if got := NewMatcher(tc.patterns).Match(p.path, p.isDir); got != p.want {
+				t.Errorf("Match(%q, dir=%v, %q) = %v, want %v", p.path, p.isDir, tc.patterns, got, p.want)
 			}
 		}
 	}

@@ -20,7 +20,7 @@ import (
 )
 
 // Scan walks the build in dir and returns its manifest. Paths the exclude patterns leave out
-// (gitignore rules, see Excluded) are not in it, and an excluded directory is not read at all.
+// (gitignore rules, see Matcher) are not in it, and an excluded directory is not read at all.
 // A symlink that is absolute, or that leads out of dir when followed through the build (through
 // other links too), or that loops, is an error, and so is any file that is not a regular file,
 // directory or symlink: the release would depend on the machine it was built on.

@@ -56,8 +56,8 @@ func TestExcluded(t *testing.T) {
 		{"tmp", false, false},
 		{"index.html", false, false},
 	} {
-		if got := Excluded(tc.path, tc.isDir, patterns); got != tc.want {
-			t.Errorf("Excluded(%q, dir=%v) = %v, want %v", tc.path, tc.isDir, got, tc.want)
+		if got := NewMatcher(patterns).Match(tc.path, tc.isDir); got != tc.want {
+			t.Errorf("Match(%q, dir=%v) = %v, want %v", tc.path, tc.isDir, got, tc.want)
 		}
 	}
 }
